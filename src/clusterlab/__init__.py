@@ -1,0 +1,3 @@
+"""clusterlab: reproducible Kubernetes storage labs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,69 @@
+"""Run Ansible with the project's ansible.cfg, logging full output to the lab's stage log."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from clusterlab import paths
+
+RECAP_RE = re.compile(
+    r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
+    r"\s+failed=(?P<failed>\d+)",
+    re.MULTILINE,
+)
+
+
+class AnsibleError(Exception):
+    pass
+
+
+def env() -> dict[str, str]:
+    """Environment for every Ansible call: our ansible.cfg by absolute path."""
+    e = dict(os.environ)
+    e["ANSIBLE_CONFIG"] = str(paths.ANSIBLE_CFG)
+    e.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    e["ANSIBLE_LOCAL_TEMP"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / "clusterlab-ansible")
+    return e
+
+
+def bin_path(name: str) -> str:
+    """An Ansible executable next to the running interpreter (the venv), else from PATH."""
+    cand = Path(sys.executable).parent / name
+    return str(cand) if cand.exists() else name
+
+
+def recap(output: str) -> dict[str, dict[str, int]]:
+    """PLAY RECAP lines -> {host: {ok, changed, unreachable, failed}}."""
+    out: dict[str, dict[str, int]] = {}
+    for m in RECAP_RE.finditer(output):
+        out[m["host"]] = {k: int(m[k]) for k in ("ok", "changed", "unreachable", "failed")}
+    return out
+
+
+def run_playbook(
+    playbook: Path,
+    inventory: Path,
+    log: Path,
+    extra_args: list[str] | None = None,
+    extra_vars: dict[str, str] | None = None,
+) -> dict[str, dict[str, int]]:
+    """Run a playbook, append its full output to `log`; return the recap or raise."""
+    cmd = [bin_path("ansible-playbook"), "-i", str(inventory), str(playbook)]
+    for key, value in (extra_vars or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    cmd += extra_args or []
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, check=False)
+    with log.open("a") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
+    result = recap(proc.stdout)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        raise AnsibleError(
+            f"{playbook.name} failed (exit {proc.returncode}); full output in {log}\n{tail}"
+        )
+    return result

@@ -1,0 +1,284 @@
+"""The task interface: every `inv` / `clusterlab` task. Logic lives in the modules it calls."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from clusterlab import ansible, hostprereq, paths, ui
+from clusterlab import inventory as inventory_mod
+from clusterlab.providers import ProviderError, get_provider
+from clusterlab.spec import SpecError, load_spec_file
+
+LAB_HELP = "Lab name: reads inventories/NAME/lab.yml (default: $CLUSTERLAB_LAB or 'default')."
+
+
+class NotImplementedStage(Exception):
+    pass
+
+
+def not_implemented(stage: str) -> None:
+    raise NotImplementedStage(f"not implemented yet: {stage}")
+
+
+def lab_name(c: Any, lab: str | None) -> str:
+    if lab:
+        return lab
+    configured = c.config.get("clusterlab", {}).get("lab") if hasattr(c, "config") else None
+    return configured or os.environ.get("CLUSTERLAB_LAB") or "default"
+
+
+def load(c: Any, lab: str | None, file: str | None = None) -> dict:
+    if file:
+        return load_spec_file(file)
+    name = lab_name(c, lab)
+    path = paths.lab_spec_file(name)
+    if not path.exists():
+        known = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
+        raise SpecError(
+            [f"(lab): no lab named {name!r}: {path} does not exist (known: {', '.join(known)})"]
+        )
+    spec = load_spec_file(path)
+    if spec["name"] != name:
+        raise SpecError([f"name: {spec['name']!r} differs from its folder inventories/{name}/"])
+    return spec
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Turn our exceptions into clear messages and exit codes (2: bad spec, 1: failure)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            for line in exc.problems:
+                print(line, file=sys.stderr)
+            raise Exit(code=2) from None
+        except (ProviderError, NotImplementedStage, ansible.AnsibleError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise Exit(code=1) from None
+
+    return wrapper
+
+
+def lab_task(*args: Any, **kwargs: Any) -> Callable:
+    """@task with --lab help added and our error handling."""
+    help_ = {"lab": LAB_HELP, **kwargs.pop("help", {})}
+
+    def deco(fn: Callable) -> Any:
+        return task(handles_errors(fn), help=help_, **kwargs)
+
+    if args and callable(args[0]):
+        return deco(args[0])
+    return deco
+
+
+@lab_task(help={"provider": "Provider to check for (default: the lab's provider)."})
+def setup(c, lab=None, provider=None):
+    """Check host prerequisites; install missing ones with apt (root on Debian) or print how."""
+    prov = provider or load(c, lab)["provider"]
+    missing = hostprereq.ensure(prov)
+    if missing:
+        msg = f"missing host packages for the {prov} provider; run as root:\n  {hostprereq.apt_command(missing)}"
+        raise ProviderError(msg)
+    ui.info(f"host prerequisites for the {prov} provider: present")
+
+
+@lab_task(help={"file": "Validate this spec file instead of inventories/LAB/lab.yml."})
+def spec(c, lab=None, file=None):
+    """Validate a lab spec; print it normalized as YAML (exit 0) or every problem (exit 2)."""
+    print(yaml.safe_dump(load(c, lab, file), sort_keys=False), end="")
+
+
+@lab_task
+def inventory(c, lab=None):
+    """Print the lab's Ansible inventory (the generated one once the lab is up, else planned)."""
+    s = load(c, lab)
+    generated = paths.state_dir(s["name"]) / "hosts.yml"
+    if generated.exists():
+        print(generated.read_text(), end="")
+        return
+    ui.info(f"# lab {s['name']} is not up: planned inventory")
+    planned = inventory_mod.render(s, get_provider(s).planned_connections())
+    print(yaml.safe_dump(planned, sort_keys=False), end="")
+
+
+def _provider(c, lab):
+    s = load(c, lab)
+    return s, get_provider(s)
+
+
+@lab_task(help={"skip_prepare": "Only create the nodes; skip prepare and verify."})
+def up(c, lab=None, skip_prepare=False):
+    """Create the lab's nodes (idempotent), then prepare and verify them."""
+    s, prov = _provider(c, lab)
+    setup_missing = hostprereq.ensure(s["provider"])
+    if setup_missing:
+        raise ProviderError(
+            "missing host packages; run as root:\n  " + hostprereq.apt_command(setup_missing)
+        )
+    with ui.stage(f"provision ({s['provider']})"):
+        prov.create()
+    if not skip_prepare:
+        not_implemented("prepare")
+
+
+@lab_task
+def down(c, lab=None):
+    """Destroy the lab's nodes and everything the provider made; safe on a lab already gone."""
+    _, prov = _provider(c, lab)
+    with ui.stage("destroy"):
+        prov.destroy()
+
+
+@lab_task
+def status(c, lab=None):
+    """Print a table of the lab's nodes: name, state, address, disks."""
+    _, prov = _provider(c, lab)
+    rows = [[n.name, n.state, n.address, " ".join(n.disks) or "-"] for n in prov.status()]
+    print(ui.table(["NODE", "STATE", "ADDRESS", "DISKS"], rows))
+
+
+@lab_task(help={"node": "Node name, as in `inv status`."})
+def ssh(c, node, lab=None):
+    """Open a shell on NODE, or run the command after `--` (inv ssh node1 -- uptime)."""
+    s = load(c, lab)
+    cfg = paths.state_dir(s["name"]) / "ssh_config"
+    if not cfg.exists():
+        raise ProviderError(f"lab {s['name']} is not up (no {cfg}); run `inv up --lab {s['name']}`")
+    names = [n["name"] for n in s["nodes"]]
+    if node not in names:
+        raise ProviderError(f"no node {node!r} in lab {s['name']} (nodes: {', '.join(names)})")
+    cmd = ["ssh", "-F", str(cfg), node]
+    remainder = getattr(c, "remainder", "") or ""
+    if remainder:
+        cmd.append(remainder)
+    else:
+        cmd.insert(1, "-t")
+    raise Exit(code=subprocess.call(cmd))
+
+
+@lab_task
+def prepare(c, lab=None):
+    """Re-run the prepare stage (OS bootstrap, node prep, containerd, storage prerequisites)."""
+    load(c, lab)
+    not_implemented("prepare")
+
+
+@lab_task(help={"layer": "Only this layer: nodes, kubernetes, ceph, demos."})
+def verify(c, lab=None, layer=None):
+    """Run the testinfra verify suites against the lab, every layer whose stage has run."""
+    load(c, lab)
+    not_implemented("verify")
+
+
+@lab_task(help={"yes": "Do not ask for confirmation."})
+def reset(c, lab=None, yes=False):
+    """Wipe Kubernetes and Rook state and zap the lab's data disks; nodes stay."""
+    load(c, lab)
+    not_implemented("reset")
+
+
+@lab_task(help={"keep_nodes": "Reset and redeploy on the existing nodes instead of down + up."})
+def rebuild(c, lab=None, keep_nodes=False):
+    """Tear the lab down and build it again (down + up, or reset + prepare with --keep-nodes)."""
+    load(c, lab)
+    not_implemented("rebuild")
+
+
+@lab_task(help={"name": "Demo to run: pv-pvc, csi, statefulset, redis-ha."})
+def demo(c, name, lab=None):
+    """Run one meetup demo on the lab, then its check."""
+    load(c, lab)
+    not_implemented(f"demo {name}")
+
+
+def lint_commands() -> list[list[str]]:
+    root = str(paths.ROOT)
+    playbooks = sorted(str(p) for p in paths.PLAYBOOKS.rglob("*.yml"))
+    cmds = [
+        [ansible.bin_path("ruff"), "check", root],
+        [ansible.bin_path("ruff"), "format", "--check", root],
+        [ansible.bin_path("yamllint"), "-s", root],
+        [ansible.bin_path("ansible-lint"), "--profile", "production", "--strict"],
+    ]
+    inv = str(paths.ROOT / "tests" / "syntax-inventory.yml")
+    cmds += [
+        [ansible.bin_path("ansible-playbook"), "--syntax-check", "-i", inv, pb] for pb in playbooks
+    ]
+    return cmds
+
+
+def run_gates(cmds: list[list[str]]) -> list[str]:
+    failed = []
+    for cmd in cmds:
+        short = " ".join(Path(cmd[0]).name if i == 0 else a for i, a in enumerate(cmd))
+        ui.info(f"==> {short.replace(str(paths.ROOT) + '/', '')}")
+        rc = subprocess.call(cmd, cwd=paths.ROOT, env=ansible.env())
+        if rc != 0:
+            failed.append(short)
+    return failed
+
+
+@task
+def lint(c):
+    """Run every gate but the tests: ruff, ruff format, yamllint, ansible-lint, syntax-check."""
+    failed = run_gates(lint_commands())
+    if failed:
+        raise Exit("lint failed: " + "; ".join(failed), code=1)
+
+
+@task(
+    help={
+        "pytest_args": 'Extra pytest arguments, e.g. "-m unit" or "-k spec".',
+        "no_lint": "Skip the lint gates.",
+        "junit": "Write a JUnit XML report to this file.",
+    }
+)
+def test(c, pytest_args="", no_lint=False, junit=None):
+    """Check host prerequisites, run the lint gates, then pytest (unit + integration)."""
+    missing = hostprereq.ensure("local")
+    if missing:
+        ui.info("integration tests will be skipped; missing: " + " ".join(missing))
+    failed = [] if no_lint else run_gates(lint_commands())
+    cmd = [sys.executable, "-m", "pytest", *pytest_args.split()]
+    if junit:
+        cmd.append(f"--junitxml={junit}")
+    ui.info("==> pytest " + " ".join(cmd[3:]))
+    rc = subprocess.call(cmd, cwd=paths.ROOT, env=ansible.env())
+    if rc != 0:
+        failed.append(f"pytest (exit {rc})")
+    if failed:
+        raise Exit("failed: " + "; ".join(failed), code=1)
+
+
+TASKS = [
+    setup,
+    spec,
+    inventory,
+    up,
+    down,
+    status,
+    ssh,
+    prepare,
+    verify,
+    reset,
+    rebuild,
+    demo,
+    lint,
+    test,
+]
+
+
+def namespace() -> Collection:
+    return Collection(*TASKS)

@@ -1,0 +1,39 @@
+"""Terminal output: one progress line per stage, problems on stderr, plain text tables."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+def info(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        cells = zip(row, widths, strict=True)
+        lines.append("  ".join(str(c).ljust(w) for c, w in cells).rstrip())
+    return "\n".join(lines)
+
+
+@contextmanager
+def stage(name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
+    """Print '==> name' then 'ok name (1.2 s)' or 'FAILED name (1.2 s)'."""
+    info(f"==> {name}")
+    start = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        info(f"FAILED {name} ({time.monotonic() - start:.1f} s)")
+        raise
+    took = time.monotonic() - start
+    if timings is not None:
+        timings[name] = round(took, 2)
+    info(f"ok {name} ({took:.1f} s)")
