@@ -571,3 +571,18 @@ def _rook(ck: _Checker, rook: dict, nodes: list[dict]) -> dict:
 
 def osd_hosts(spec: dict) -> list[dict]:
     return [n for n in spec["nodes"] if any(d["ceph"] for d in n["disks"])]
+
+
+def reference_markdown() -> str:
+    """The spec reference table for README.md."""
+    rows = ["| field | type | default | meaning |", "|---|---|---|---|"]
+    for path, f in FIELDS.items():
+        if f.default is REQUIRED:
+            default = "required"
+        elif f.default is None:
+            default = "derived" if "default" in f.doc else "—"
+        else:
+            default = f"`{f.default}`" if f.default != [] else "`[]`"
+        kind = f.kind + (f" ({', '.join(f.choices)})" if f.choices else "")
+        rows.append(f"| `{path}` | {kind} | {default} | {f.doc} |")
+    return "\n".join(rows)
