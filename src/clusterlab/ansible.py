@@ -57,7 +57,9 @@ def run_playbook(
         cmd += ["-e", f"{key}={value}"]
     cmd += extra_args or []
     log.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(cmd, env=env(), capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        cmd, env=env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+    )
     with log.open("a") as fh:
         fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
     result = recap(proc.stdout)

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (src layout, editable install)
-INVENTORIES = ROOT / "inventories"
+INVENTORIES = Path(os.environ.get("CLUSTERLAB_INVENTORIES", ROOT / "inventories")).resolve()
 PLAYBOOKS = ROOT / "playbooks"
 ANSIBLE_CFG = ROOT / "ansible.cfg"
 TESTS_INFRA = ROOT / "tests" / "infra"

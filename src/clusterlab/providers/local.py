@@ -1,12 +1,590 @@
-"""The local provider."""
+"""The local provider: lab nodes as systemd-nspawn machines on this host.
+
+Each node: an overlayfs over the cached base rootfs, its own network namespace on the lab's
+bridge, its own cgroup directory in every hierarchy (so every process of a node can be found
+and stopped), loop-backed raw data disks bound in as /dev/vdb, /dev/vdc, …
+
+Everything is discovered from the system by name (bridge, nft table, cgroup dirs, mounts and
+loop devices under the lab's state dir), so `destroy` works from any partial state, even
+when the state dir is gone.
+"""
 
 from __future__ import annotations
 
-from clusterlab.providers.base import Provider
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from clusterlab import inventory, sshconf
+from clusterlab.inventory import Connection
+from clusterlab.oses import OSES, providers_for
+from clusterlab.providers.base import NodeStatus, Provider, ProviderError
+from clusterlab.providers.rootfs import ensure_rootfs
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+RUN_DIR = Path("/run/clusterlab")
+SSH_READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 8.0
+
+
+def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kw)
+    if check and proc.returncode != 0:
+        raise ProviderError(f"{' '.join(cmd)} failed: {(proc.stderr or proc.stdout).strip()}")
+    return proc
+
+
+def bridge_name(lab: str) -> str:
+    name = f"cl-{lab}"
+    if len(name) <= 15:
+        return name
+    return f"cl-{lab[:7]}-{hashlib.sha1(lab.encode()).hexdigest()[:4]}"  # noqa: S324
+
+
+def nft_table(lab: str) -> str:
+    return "clusterlab_" + lab.replace("-", "_")
+
+
+def cgroup_name(lab: str, node: str) -> str:
+    return f"clusterlab.{lab}.{node}"
+
+
+def cgroup_hierarchies() -> list[Path]:
+    """Every mounted cgroup hierarchy (v1 controllers, name=systemd, unified)."""
+    out = []
+    if (CGROUP_ROOT / "cgroup.procs").exists():  # pure cgroup v2
+        return [CGROUP_ROOT]
+    for d in sorted(CGROUP_ROOT.iterdir()):
+        if (d / "cgroup.procs").exists() and not d.is_symlink():
+            out.append(d)
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _walk_dirs(top: Path) -> list[Path]:
+    """top and every directory below it, parents first; tolerant of dirs vanishing meanwhile."""
+    return [Path(d) for d, _, _ in os.walk(top)]
 
 
 class LocalProvider(Provider):
     name = "local"
+
+    def __init__(self, spec: dict):
+        super().__init__(spec)
+        self.bridge = bridge_name(self.lab)
+        self.table = nft_table(self.lab)
+        self.cidr = ipaddress.IPv4Network(spec["network"]["cidr"])
+        self.gateway = spec["network"]["gateway"]
+        self.suite = OSES[spec["os"]].suite
+
+    # ---------------------------------------------------------------- helpers
+    def node_dir(self, node: str) -> Path:
+        return self.state / "nodes" / node
+
+    def machine(self, node: str) -> str:
+        return f"{self.lab}-{node}"
+
+    def disk_file(self, node: str, device: str) -> Path:
+        return self.node_dir(node) / "disks" / (Path(device).name + ".img")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        path = RUN_DIR / f"{self.lab}.lock"
+        with path.open("w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ProviderError(
+                    f"another clusterlab command is working on lab {self.lab} "
+                    f"(lock {path}); wait for it to finish"
+                ) from None
+            yield
+
+    def check_host(self) -> None:
+        if os.geteuid() != 0:
+            raise ProviderError(
+                "the local provider needs root (it creates bridges, loop devices, mounts and "
+                "nspawn machines); run as root, or use the vagrant or static provider"
+            )
+        if OSES[self.spec["os"]].family != "debian" or not self.suite:
+            raise ProviderError(
+                f"the local provider runs only Debian-family nodes; {self.spec['os']} runs on: "
+                + ", ".join(p for p in providers_for(self.spec["os"]) if p != "local")
+            )
+        missing = [
+            (t, pkg)
+            for t, pkg in (
+                ("systemd-nspawn", "systemd-container"),
+                ("debootstrap", "debootstrap"),
+                ("nft", "nftables"),
+            )
+            if not shutil.which(t)
+        ]
+        if missing:
+            pkgs = " ".join(sorted({p for _, p in missing}))
+            raise ProviderError(
+                f"{', '.join(t for t, _ in missing)} not found; install with: apt-get install -y {pkgs}"
+            )
+
+    def check_network(self) -> None:
+        """Refuse a lab cidr that overlaps a route or address that is not this lab's."""
+        for obj in json.loads(
+            run(["ip", "-j", "-4", "route", "show", "table", "all"]).stdout or "[]"
+        ):
+            dst = obj.get("dst", "")
+            if (
+                dst in ("default", "")
+                or obj.get("dev") == self.bridge
+                or obj.get("type") in ("local", "broadcast")
+            ):
+                continue
+            with contextlib.suppress(ValueError):
+                net = ipaddress.IPv4Network(dst, strict=False)
+                if net.overlaps(self.cidr):
+                    raise ProviderError(
+                        f"network.cidr {self.cidr} overlaps the route {dst} on {obj.get('dev')}; "
+                        "choose another private /24 in lab.yml"
+                    )
+        for link in json.loads(run(["ip", "-j", "-4", "addr"]).stdout or "[]"):
+            if link.get("ifname") == self.bridge:
+                continue
+            for a in link.get("addr_info", []):
+                net = ipaddress.IPv4Network(f"{a['local']}/{a['prefixlen']}", strict=False)
+                if net.overlaps(self.cidr):
+                    raise ProviderError(
+                        f"network.cidr {self.cidr} overlaps {a['local']}/{a['prefixlen']} on "
+                        f"{link['ifname']}; choose another private /24 in lab.yml"
+                    )
+
+    def check_disk_space(self) -> None:
+        need = 0
+        for node in self.spec["nodes"]:
+            for d in node["disks"]:
+                if not self.disk_file(node["name"], d["device"]).exists():
+                    need += d["size_bytes"]
+        if not need:
+            return
+        probe = self.state if self.state.exists() else self.state.parent
+        while not probe.exists():
+            probe = probe.parent
+        st = os.statvfs(probe)
+        free = st.f_bavail * st.f_frsize
+        if free < need:
+            raise ProviderError(
+                f"not enough disk space for the data disks: they need {need / 2**30:.1f} GiB, "
+                f"{probe} has {free / 2**30:.1f} GiB free; make the disks smaller or free space"
+            )
+
+    # ---------------------------------------------------------------- create
+    def create(self) -> dict[str, Connection]:
+        self.check_host()
+        with self.lock():
+            if not self._bridge_exists():
+                self.check_network()
+            self.check_disk_space()
+            rootfs = ensure_rootfs(self.suite)
+            self.state.mkdir(parents=True, exist_ok=True)
+            (self.state / "nodes").mkdir(exist_ok=True)
+            key = sshconf.ensure_keypair(self.state)
+            self._ensure_bridge()
+            self._ensure_nat()
+            host_keys: dict[str, tuple[list[str], str]] = {}
+            started = []
+            for node in self.spec["nodes"]:
+                host_keys[node["name"]] = (
+                    [node["name"], node["address"]],
+                    self._ensure_node_fs(node, rootfs, key),
+                )
+                if self._ensure_running(node):
+                    started.append(node["name"])
+            sshconf.write_known_hosts(self.state, host_keys)
+            hosts = [sshconf.SshHost(n["name"], n["address"], "root") for n in self.spec["nodes"]]
+            sshconf.write_ssh_config(self.state, hosts, key)
+            self._wait_ssh(started)
+            for name in started:
+                self._cgroups_writable(name)
+            conns = self.planned_connections()
+            inventory.write(self.spec, conns, self.state, sshconf.common_args(self.state))
+            return conns
+
+    def planned_connections(self) -> dict[str, Connection]:
+        return {n["name"]: Connection(host=n["address"], user="root") for n in self.spec["nodes"]}
+
+    def _bridge_exists(self) -> bool:
+        return Path(f"/sys/class/net/{self.bridge}").exists()
+
+    def _ensure_bridge(self) -> None:
+        if not self._bridge_exists():
+            run(["ip", "link", "add", "name", self.bridge, "type", "bridge"])
+        addr = f"{self.gateway}/{self.cidr.prefixlen}"
+        have = run(["ip", "-j", "-4", "addr", "show", "dev", self.bridge]).stdout
+        if addr.split("/", maxsplit=1)[0] not in have:
+            run(["ip", "addr", "add", addr, "dev", self.bridge])
+        run(["ip", "link", "set", self.bridge, "up"])
+
+    def _ensure_nat(self) -> None:
+        """Nodes reach the host's package mirror: masquerade the lab's /24, in our own table."""
+        forward = Path("/proc/sys/net/ipv4/ip_forward")
+        orig = RUN_DIR / "ip_forward.orig"
+        if not orig.exists():
+            orig.write_text(forward.read_text())
+        forward.write_text("1\n")
+        if run(["nft", "list", "table", "ip", self.table], check=False).returncode == 0:
+            return
+        rules = (
+            f"table ip {self.table} {{\n"
+            "  chain postrouting {\n"
+            "    type nat hook postrouting priority srcnat; policy accept;\n"
+            f'    ip saddr {self.cidr} ip daddr != {self.cidr} oifname != "{self.bridge}" masquerade\n'
+            "  }\n"
+            "}\n"
+        )
+        run(["nft", "-f", "-"], input=rules)
+
+    def _ensure_node_fs(self, node: dict, rootfs: Path, key: Path) -> str:
+        """Overlay mounted, identity written, disks attached; returns the node's host key."""
+        nd = self.node_dir(node["name"])
+        upper, work, merged = nd / "upper", nd / "work", nd / "root"
+        for d in (upper, work, merged, nd / "containerd", nd / "disks"):
+            d.mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(merged):
+            run(
+                [
+                    "mount",
+                    "-t",
+                    "overlay",
+                    "overlay",
+                    "-o",
+                    f"lowerdir={rootfs},upperdir={upper},workdir={work}",
+                    str(merged),
+                ]
+            )
+        hostkey = merged / "etc/ssh/ssh_host_ed25519_key"
+        if not hostkey.exists():
+            self._write_identity(node, merged, key)
+        for d in node["disks"]:
+            f = self.disk_file(node["name"], d["device"])
+            if not f.exists():
+                with f.open("wb") as fh:
+                    fh.truncate(d["size_bytes"])
+        return (merged / "etc/ssh/ssh_host_ed25519_key.pub").read_text().strip()
+
+    def _write_identity(self, node: dict, root: Path, key: Path) -> None:
+        name = node["name"]
+        (root / "etc/hostname").write_text(name + "\n")
+        (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
+        hk = root / "etc/ssh/ssh_host_ed25519_key"
+        for f in (hk, hk.with_suffix(".pub")):
+            f.unlink(missing_ok=True)
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(hk)])
+        (root / "etc/ssh/sshd_config.d/10-hostkey.conf").write_text(
+            "HostKey /etc/ssh/ssh_host_ed25519_key\n"
+        )
+        ssh_dir = root / "root/.ssh"
+        ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (ssh_dir / "authorized_keys").write_text(key.with_suffix(".pub").read_text())
+        (ssh_dir / "authorized_keys").chmod(0o600)
+        net = root / "etc/systemd/network"
+        net.mkdir(parents=True, exist_ok=True)
+        (net / "10-host0.network").write_text(
+            "[Match]\nName=host0\n\n[Network]\n"
+            f"Address={node['address']}/{self.cidr.prefixlen}\nGateway={self.gateway}\n"
+            "LinkLocalAddressing=no\nIPv6AcceptRA=no\n"
+        )
+        resolv = root / "etc/resolv.conf"
+        if resolv.is_symlink():
+            resolv.unlink()
+        host_ns = [
+            line
+            for line in Path("/etc/resolv.conf").read_text().splitlines()
+            if line.startswith("nameserver")
+        ]
+        resolv.write_text("\n".join(host_ns) + "\n")
+
+    def _loop_for(self, f: Path) -> str:
+        have = run(["losetup", "-j", str(f), "-O", "NAME", "-n"]).stdout.split()
+        if have:
+            return have[0]
+        return run(["losetup", "-f", "--show", str(f)]).stdout.strip()
+
+    def nspawn_pid(self, node: str) -> int | None:
+        pidfile = self.node_dir(node) / "nspawn.pid"
+        try:
+            pid = int(pidfile.read_text())
+        except (OSError, ValueError):
+            return None
+        argv = _cmdline(pid)
+        if (
+            _pid_alive(pid)
+            and argv
+            and "systemd-nspawn" in argv[0]
+            and f"--machine={self.machine(node)}" in argv
+        ):
+            return pid
+        return None
+
+    def _ensure_running(self, node: dict) -> bool:
+        """Start the node unless it runs; True when started now."""
+        name = node["name"]
+        if self.nspawn_pid(name):
+            return False
+        self._kill_cgroup(name)  # leftovers of a node whose nspawn died
+        nd = self.node_dir(name)
+        binds = [f"--bind={nd / 'containerd'}:/var/lib/containerd"]
+        for d in node["disks"]:
+            loop = self._loop_for(self.disk_file(name, d["device"]))
+            binds.append(f"--bind={loop}:{d['device']}")
+        cmd = [
+            "systemd-nspawn",
+            "--boot",
+            f"--directory={nd / 'root'}",
+            f"--machine={self.machine(name)}",
+            f"--hostname={name}",
+            "--register=no",
+            "--keep-unit",
+            f"--network-bridge={self.bridge}",
+            "--console=passive",
+            "--system-call-filter=add_key keyctl request_key",
+            "--resolv-conf=off",
+            "--timezone=off",
+            "--link-journal=no",
+            *binds,
+        ]
+        cg_dirs = self._make_cgroups(name)
+        log = (nd / "console.log").open("ab")
+
+        def join_cgroups() -> None:
+            me = str(os.getpid())
+            for d in cg_dirs:
+                (d / "cgroup.procs").write_text(me)
+
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=join_cgroups,  # noqa: PLW1509  (join the node cgroups before exec)
+        )
+        log.close()
+        (nd / "nspawn.pid").write_text(str(proc.pid))
+        return True
+
+    def _make_cgroups(self, node: str) -> list[Path]:
+        dirs = []
+        for h in cgroup_hierarchies():
+            d = h / cgroup_name(self.lab, node)
+            d.mkdir(exist_ok=True)
+            if h.name == "cpuset":
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    if not (d / f).read_text().strip():
+                        (d / f).write_text((h / f).read_text())
+            dirs.append(d)
+        return dirs
+
+    def _wait_ssh(self, names: list[str]) -> None:
+        if not names:
+            return
+        addr = {n["name"]: n["address"] for n in self.spec["nodes"]}
+
+        def wait(name: str) -> str | None:
+            deadline = time.monotonic() + SSH_READY_TIMEOUT
+            while time.monotonic() < deadline:
+                if not self.nspawn_pid(name):
+                    log = self.node_dir(name) / "console.log"
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                    return f"{name}: systemd-nspawn exited during boot; {log}:\n{tail}"
+                with (
+                    contextlib.suppress(OSError),
+                    socket.create_connection((addr[name], 22), timeout=0.5) as s,
+                ):
+                    if s.recv(4).startswith(b"SSH-"):
+                        break
+                time.sleep(0.1)
+            else:
+                return f"{name}: no SSH on {addr[name]}:22 after {SSH_READY_TIMEOUT:.0f} s"
+            res = run(
+                ["ssh", "-F", str(self.state / "ssh_config"), "-o", "BatchMode=yes", name, "true"],
+                check=False,
+            )
+            return None if res.returncode == 0 else f"{name}: ssh failed: {res.stderr.strip()}"
+
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            errors = [e for e in pool.map(wait, names) if e]
+        if errors:
+            raise ProviderError("nodes did not come up:\n" + "\n".join(errors))
+
+    def node_init_pid(self, node: str) -> int | None:
+        pid = self.nspawn_pid(node)
+        if not pid:
+            return None
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            return None
+        return int(children[0]) if children else None
+
+    def _cgroups_writable(self, node: str) -> None:
+        """Let containerd/runc inside the node manage cgroups (see FACTS: remount rw)."""
+        init = self.node_init_pid(node)
+        if not init:
+            return
+        script = (
+            'for d in /sys/fs/cgroup/*/; do mountpoint -q "$d" && '
+            'mount -o remount,bind,rw "$d" 2>/dev/null; done; '
+            "mount -o remount,rw /sys/fs/cgroup 2>/dev/null; true"
+        )
+        run(["nsenter", "-t", str(init), "-m", "sh", "-c", script], check=False)
+
+    # ---------------------------------------------------------------- status
+    def status(self) -> list[NodeStatus]:
+        out = []
+        for node in self.spec["nodes"]:
+            name = node["name"]
+            if self.nspawn_pid(name):
+                state = "running"
+            elif self.node_dir(name).exists():
+                state = "stopped"
+            else:
+                state = "absent"
+            out.append(
+                NodeStatus(name, state, node["address"], [d["device"] for d in node["disks"]])
+            )
+        return out
+
+    # ---------------------------------------------------------------- destroy
+    def _node_cgroups(self) -> dict[str, list[Path]]:
+        """node -> its cgroup dirs, found by name in every hierarchy."""
+        prefix = f"clusterlab.{self.lab}."
+        found: dict[str, list[Path]] = {}
+        for h in cgroup_hierarchies():
+            for d in h.glob(prefix + "*"):
+                found.setdefault(d.name[len(prefix) :], []).append(d)
+        return found
+
+    @staticmethod
+    def _procs(dirs: list[Path]) -> set[int]:
+        pids: set[int] = set()
+        for top in dirs:
+            for d in _walk_dirs(top):
+                with contextlib.suppress(OSError, ValueError):
+                    pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+        return pids
+
+    def _kill_cgroup(self, node: str, graceful: bool = False) -> None:
+        dirs = self._node_cgroups().get(node, [])
+        if not dirs:
+            return
+        if graceful:
+            for pid in self._procs(dirs):
+                argv = _cmdline(pid)
+                if argv and "systemd-nspawn" in argv[0]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + (STOP_TIMEOUT if graceful else 0)
+        while self._procs(dirs) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        deadline = time.monotonic() + 5
+        while (pids := self._procs(dirs)) and time.monotonic() < deadline:
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        if self._procs(dirs):
+            raise ProviderError(f"processes of node {node} survive SIGKILL in {dirs[0]}")
+
+    def _remove_cgroups(self, node: str) -> None:
+        for top in self._node_cgroups().get(node, []):
+            for d in reversed(_walk_dirs(top)):  # children before parents
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            if top.exists():
+                raise ProviderError(f"cannot remove cgroup dir {top}")
+
+    def stop_node(self, node: str) -> None:
+        self._kill_cgroup(node, graceful=True)
+        self._remove_cgroups(node)
+
+    def destroy(self) -> None:
+        if os.geteuid() != 0:
+            raise ProviderError("the local provider needs root to remove a lab")
+        with self.lock():
+            sshconf.kill_masters(self.state)
+            nodes = set(self._node_cgroups()) | {n["name"] for n in self.spec["nodes"]}
+            with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+                list(pool.map(self.stop_node, sorted(nodes)))
+            self._unmount_all()
+            self._detach_loops()
+            if self._bridge_exists():
+                run(["ip", "link", "del", self.bridge])
+            run(["nft", "delete", "table", "ip", self.table], check=False)
+            self._restore_forwarding()
+            if self.state.exists():
+                shutil.rmtree(self.state)
+            (RUN_DIR / f"{self.lab}.lock").unlink(missing_ok=True)
+
+    def _unmount_all(self) -> None:
+        prefix = str(self.state) + "/"
+        mounts = []
+        for line in Path("/proc/mounts").read_text().splitlines():
+            target = line.split()[1].replace("\\040", " ")
+            if target.startswith(prefix):
+                mounts.append(target)
+        for target in sorted(mounts, key=len, reverse=True):
+            if run(["umount", target], check=False).returncode != 0:
+                run(["umount", "-l", target])
+        for line in Path("/proc/mounts").read_text().splitlines():
+            if line.split()[1].startswith(prefix):
+                raise ProviderError(f"still mounted: {line.split()[1]}; not removing {self.state}")
+
+    def _detach_loops(self) -> None:
+        prefix = str(self.state) + "/"
+        listing = json.loads(
+            run(["losetup", "--list", "--json", "-O", "NAME,BACK-FILE"]).stdout or "{}"
+        )
+        for dev in listing.get("loopdevices", []):
+            back = (dev.get("back-file") or "").removesuffix(" (deleted)")
+            if back.startswith(prefix):
+                run(["losetup", "-d", dev["name"]])
+
+    def _restore_forwarding(self) -> None:
+        orig = RUN_DIR / "ip_forward.orig"
+        if not orig.exists():
+            return
+        others = [p for p in Path("/sys/class/net").glob("cl-*")]
+        if others:
+            return  # another lab still routes through the host
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(orig.read_text())
+        orig.unlink()
 
 
 PROVIDER_CLASS = LocalProvider

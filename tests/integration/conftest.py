@@ -1,0 +1,147 @@
+"""Integration fixtures: real local labs in a temp state root, and a leak check after each test."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from clusterlab import paths
+from clusterlab.providers import local
+from clusterlab.providers.local import LocalProvider
+from clusterlab.spec import normalize
+
+MISSING = [
+    t for t in ("systemd-nspawn", "debootstrap", "nft", "losetup", "sgdisk") if not shutil.which(t)
+]
+if os.geteuid() != 0:
+    SKIP = "integration tests need root (bridges, loop devices, nspawn)"
+elif MISSING:
+    SKIP = f"integration tests need {', '.join(MISSING)} (run `inv setup`)"
+else:
+    SKIP = ""
+
+
+def pytest_collection_modifyitems(config, items):
+    if not SKIP:
+        return
+    for item in items:
+        if "integration" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=SKIP))
+
+
+class Labs:
+    """Makes labs with their own inventories root and state root; remembers them for the leak check."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.inventories = root / "inventories"
+        self.state_root = root / "state"
+        self.made: list[LocalProvider] = []
+
+    def spec(self, name: str, net: int, nodes: int = 1, disks: int = 1, **extra) -> dict:
+        raw = {
+            "name": name,
+            "provider": "local",
+            "os": "debian12",
+            "network": {"cidr": f"10.213.{net}.0/24"},
+            "nodes": {"count": nodes, "disks": [{"size": "5G"} for _ in range(disks)]},
+            **extra,
+        }
+        d = self.inventories / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "lab.yml").write_text(yaml.safe_dump(raw))
+        return normalize(raw)
+
+    def provider(self, spec: dict) -> LocalProvider:
+        prov = LocalProvider(spec)
+        self.made.append(prov)
+        return prov
+
+    def env(self) -> dict[str, str]:
+        return dict(
+            os.environ,
+            CLUSTERLAB_INVENTORIES=str(self.inventories),
+            CLUSTERLAB_STATE=str(self.state_root),
+        )
+
+    @staticmethod
+    def cli_argv(*args: str) -> list[str]:
+        return [sys.executable, "-m", "clusterlab", *args]
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run(
+            self.cli_argv(*args), env=self.env(), capture_output=True, text=True, check=False
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"clusterlab {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+            )
+        return res
+
+
+def leaks(prov: LocalProvider) -> list[str]:
+    found = []
+    if Path(f"/sys/class/net/{prov.bridge}").exists():
+        found.append(f"bridge {prov.bridge}")
+    state = str(prov.state) + "/"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        if line.split()[1].startswith(state):
+            found.append(f"mount {line.split()[1]}")
+    lo = json.loads(
+        subprocess.run(["losetup", "--list", "--json"], capture_output=True, text=True).stdout
+        or "{}"
+    )
+    for dev in lo.get("loopdevices", []):
+        if (dev.get("back-file") or "").startswith(state):
+            found.append(f"loop {dev['name']} -> {dev['back-file']}")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        argv = local._cmdline(int(pid))
+        if (
+            argv
+            and "systemd-nspawn" in argv[0]
+            and any(a.startswith(f"--machine={prov.lab}-") for a in argv)
+        ):
+            found.append(f"nspawn process {pid}")
+    if (
+        subprocess.run(["nft", "list", "table", "ip", prov.table], capture_output=True).returncode
+        == 0
+    ):
+        found.append(f"nft table {prov.table}")
+    for h in local.cgroup_hierarchies():
+        found += [f"cgroup {d}" for d in h.glob(f"clusterlab.{prov.lab}.*")]
+    if prov.state.exists():
+        found.append(f"state dir {prov.state}")
+    veths = subprocess.run(
+        ["ip", "-j", "link", "show", "type", "veth"], capture_output=True, text=True
+    ).stdout
+    for link in json.loads(veths or "[]"):
+        if link.get("master") == prov.bridge:
+            found.append(f"veth {link['ifname']}")
+    return found
+
+
+@pytest.fixture
+def labs(tmp_path, monkeypatch):
+    root = tmp_path
+    lab = Labs(root)
+    lab.inventories.mkdir()
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(lab.state_root))
+    monkeypatch.setenv("CLUSTERLAB_INVENTORIES", str(lab.inventories))
+    monkeypatch.setattr(paths, "INVENTORIES", lab.inventories)
+    yield lab
+    left = {p.lab: leaks(p) for p in lab.made}
+    for prov in lab.made:  # clean up whatever the test left, then report it
+        try:
+            prov.destroy()
+        except Exception as exc:
+            left.setdefault(prov.lab, []).append(f"destroy failed: {exc}")
+    left = {k: v for k, v in left.items() if v}
+    if left:
+        pytest.fail(f"leaked after the test: {left}")
