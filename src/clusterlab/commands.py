@@ -14,7 +14,7 @@ import yaml
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from clusterlab import ansible, hostprereq, paths, ui
+from clusterlab import ansible, hostprereq, paths, stages, ui
 from clusterlab import inventory as inventory_mod
 from clusterlab.providers import ProviderError, get_provider
 from clusterlab.spec import SpecError, load_spec_file
@@ -130,7 +130,8 @@ def up(c, lab=None, skip_prepare=False):
     with ui.stage(f"provision ({s['provider']})"):
         prov.create()
     if not skip_prepare:
-        not_implemented("prepare")
+        stages.prepare(s)
+        stages.verify(s, ["nodes"])
 
 
 @lab_task
@@ -171,15 +172,13 @@ def ssh(c, node, lab=None):
 @lab_task
 def prepare(c, lab=None):
     """Re-run the prepare stage (OS bootstrap, node prep, containerd, storage prerequisites)."""
-    load(c, lab)
-    not_implemented("prepare")
+    stages.prepare(load(c, lab))
 
 
 @lab_task(help={"layer": "Only this layer: nodes, kubernetes, ceph, demos."})
 def verify(c, lab=None, layer=None):
     """Run the testinfra verify suites against the lab, every layer whose stage has run."""
-    load(c, lab)
-    not_implemented("verify")
+    stages.verify(load(c, lab), [layer] if layer else None)
 
 
 @lab_task(help={"yes": "Do not ask for confirmation."})

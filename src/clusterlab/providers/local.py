@@ -301,6 +301,9 @@ class LocalProvider(Provider):
     def _write_identity(self, node: dict, root: Path, key: Path) -> None:
         name = node["name"]
         (root / "etc/hostname").write_text(name + "\n")
+        (root / "etc/hosts").write_text(
+            f"127.0.0.1 localhost\n127.0.1.1 {name}\n::1 localhost ip6-localhost ip6-loopback\n"
+        )
         (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
         hk = root / "etc/ssh/ssh_host_ed25519_key"
         for f in (hk, hk.with_suffix(".pub")):

@@ -1,0 +1,97 @@
+"""Verify, node layer: what the prepare stage promises, checked on every node.
+
+Run by `inv verify` as pytest --hosts=ansible://all --ansible-inventory=<state>/hosts.yml.
+Expected values come from the inventory (host.ansible.get_variables()).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+MODULE_FEATURES = {
+    "overlay": "grep -qw overlay /proc/filesystems",
+    "br_netfilter": "test -e /proc/sys/net/bridge/bridge-nf-call-iptables",
+    "rbd": "test -d /sys/bus/rbd",
+}
+SYSCTLS = {
+    "net.ipv4.ip_forward": 1,
+    "net.bridge.bridge-nf-call-iptables": 1,
+    "net.bridge.bridge-nf-call-ip6tables": 1,
+}
+MIN_DISK = 5 * 1024**3
+
+
+@pytest.fixture
+def hv(host):
+    return host.ansible.get_variables()
+
+
+def test_swap_off(host):
+    swaps = host.file("/proc/swaps").content_string.strip().splitlines()
+    assert swaps[1:] == [], f"active swap: {swaps[1:]}"
+
+
+@pytest.mark.parametrize("module", list(MODULE_FEATURES))
+def test_kernel_module(host, hv, module):
+    assert module in host.file("/etc/modules-load.d/clusterlab.conf").content_string.split()
+    if host.run(MODULE_FEATURES[module]).rc == 0:
+        return
+    kernel = host.check_output("uname -r")
+    if hv.get("clusterlab_shared_kernel"):
+        pytest.skip(
+            f"{module} is absent from the host kernel {kernel}, which this node shares: not loadable here"
+        )
+    pytest.fail(f"{module} is not available in kernel {kernel}")
+
+
+@pytest.mark.parametrize(("key", "value"), list(SYSCTLS.items()))
+def test_sysctl(host, key, value):
+    assert host.sysctl(key) == value
+
+
+def test_containerd_answers(host):
+    assert host.service("containerd").is_running
+    assert host.service("containerd").is_enabled
+    out = host.run("ctr version")
+    assert out.rc == 0, out.stderr
+    assert "Server:" in out.stdout
+
+
+def test_containerd_systemd_cgroup(host):
+    config = host.file("/etc/containerd/config.toml").content_string
+    assert "SystemdCgroup = true" in config
+
+
+def test_data_disks_present_and_raw(host, hv):
+    disks = hv["lab_disks"]
+    for dev in disks:
+        assert host.run(f"test -b {dev}").rc == 0, f"{dev} is not a block device"
+        sigs = host.check_output(f"wipefs --no-act --noheadings --output TYPE {dev}")
+        assert sigs == "", f"{dev} carries signatures: {sigs}"
+        assert int(host.check_output(f"blockdev --getsize64 {dev}")) >= MIN_DISK
+        assert host.run(f"findmnt -rn -S {dev}").rc != 0, f"{dev} is mounted"
+
+
+def test_lvm2(host):
+    assert host.exists("pvcreate")
+    assert host.exists("vgcreate")
+
+
+def test_every_node_in_etc_hosts(host, hv):
+    hosts = host.file("/etc/hosts").content_string
+    for name in hv["groups"]["all"]:
+        assert f" {name}\n" in hosts, f"{name} missing from /etc/hosts"
+
+
+def test_clock_in_sync_with_controller(host, hv):
+    remote = float(host.check_output("date +%s.%N"))
+    assert abs(remote - time.time()) < 5
+    if not hv.get("clusterlab_shared_kernel"):
+        svc = (
+            "chronyd"
+            if hv.get("clusterlab_os_family") in ("redhat", "fedora_coreos")
+            else "systemd-timesyncd"
+        )
+        assert host.service(svc).is_running
