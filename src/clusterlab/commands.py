@@ -122,6 +122,10 @@ def _provider(c, lab):
 def up(c, lab=None, skip_prepare=False):
     """Create the lab's nodes (idempotent), then prepare and verify them."""
     s, prov = _provider(c, lab)
+    _up(s, prov, skip_prepare)
+
+
+def _up(s: dict, prov, skip_prepare: bool = False) -> None:
     setup_missing = hostprereq.ensure(s["provider"])
     if setup_missing:
         raise ProviderError(
@@ -181,18 +185,54 @@ def verify(c, lab=None, layer=None):
     stages.verify(load(c, lab), [layer] if layer else None)
 
 
+def confirm_reset(s: dict, yes: bool) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise ProviderError(
+            "reset wipes the lab's data disks; confirm with --yes (no terminal to ask)"
+        )
+    disks = sum(len(n["disks"]) for n in s["nodes"])
+    answer = input(
+        f"Reset lab {s['name']}: wipe Kubernetes, Rook and {disks} data disk(s) on "
+        f"{len(s['nodes'])} node(s)? Type 'yes': "
+    )
+    if answer.strip() != "yes":
+        raise ProviderError("reset not confirmed; nothing was changed")
+
+
 @lab_task(help={"yes": "Do not ask for confirmation."})
 def reset(c, lab=None, yes=False):
     """Wipe Kubernetes and Rook state and zap the lab's data disks; nodes stay."""
-    load(c, lab)
-    not_implemented("reset")
+    s = load(c, lab)
+    confirm_reset(s, yes)
+    stages.reset(s)
 
 
-@lab_task(help={"keep_nodes": "Reset and redeploy on the existing nodes instead of down + up."})
-def rebuild(c, lab=None, keep_nodes=False):
-    """Tear the lab down and build it again (down + up, or reset + prepare with --keep-nodes)."""
-    load(c, lab)
-    not_implemented("rebuild")
+@lab_task(
+    help={
+        "keep_nodes": "Reset and redeploy on the existing nodes instead of down + up.",
+        "yes": "With --keep-nodes: do not ask before wiping the data disks.",
+    }
+)
+def rebuild(c, lab=None, keep_nodes=False, yes=False):
+    """Build the lab again: down + up, or with --keep-nodes reset + prepare + verify."""
+    s, prov = _provider(c, lab)
+    timings: dict[str, float] = {}
+    if keep_nodes:
+        confirm_reset(s, yes)
+        with ui.stage("rebuild: reset", timings):
+            stages.reset(s)
+        with ui.stage("rebuild: prepare", timings):
+            stages.prepare(s)
+        with ui.stage("rebuild: verify", timings):
+            stages.verify(s, ["nodes"])
+    else:
+        with ui.stage("rebuild: down", timings):
+            prov.destroy()
+        with ui.stage("rebuild: up", timings):
+            _up(s, prov)
+    ui.info("rebuild: " + ", ".join(f"{k.split(': ')[1]} {v:.1f} s" for k, v in timings.items()))
 
 
 @lab_task(help={"name": "Demo to run: pv-pvc, csi, statefulset, redis-ha."})

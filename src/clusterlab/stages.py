@@ -55,6 +55,11 @@ def prepare(spec: dict) -> dict:
     return run_playbook_stage(spec, "prepare", "prepare.yml")
 
 
+def reset(spec: dict) -> dict:
+    """Run the reset playbook (already confirmed by the caller)."""
+    return run_playbook_stage(spec, "reset", "reset.yml", extra_vars={"reset_confirmation": "yes"})
+
+
 def verify(spec: dict, layers: list[str] | None = None) -> None:
     """Run the testinfra layers; a layer whose stage is not built is reported as skipped."""
     inv = inventory_file(spec)

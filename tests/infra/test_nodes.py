@@ -6,6 +6,7 @@ Expected values come from the inventory (host.ansible.get_variables()).
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -64,14 +65,20 @@ def test_containerd_systemd_cgroup(host):
     assert "SystemdCgroup = true" in config
 
 
-def test_data_disks_present_and_raw(host, hv):
-    disks = hv["lab_disks"]
-    for dev in disks:
-        assert host.run(f"test -b {dev}").rc == 0, f"{dev} is not a block device"
-        sigs = host.check_output(f"wipefs --no-act --noheadings --output TYPE {dev}")
-        assert sigs == "", f"{dev} carries signatures: {sigs}"
-        assert int(host.check_output(f"blockdev --getsize64 {dev}")) >= MIN_DISK
-        assert host.run(f"findmnt -rn -S {dev}").rc != 0, f"{dev} is mounted"
+def test_data_disks_present_and_clean(host, hv):
+    """Each data disk: a block device, big enough, and clean by clusterlab-disk's check
+    (no signature, no partition table, no PV, zeroes at the BlueStore label offsets)."""
+    if host.file(hv.get("rook_data_dir_host_path", "/var/lib/rook")).exists:
+        pytest.skip(
+            "Rook's host data exists: Ceph owns the data disks (the ceph layer checks them)"
+        )
+    tool = host.find_command("clusterlab-disk", extrapaths=("/opt/bin",))
+    for dev in hv["lab_disks"]:
+        state = json.loads(host.check_output(f"{tool} check {dev}"))
+        assert state["exists"], f"{dev} does not exist"
+        assert state["block"], f"{dev} is not a block device"
+        assert state["size"] >= MIN_DISK, f"{dev} is smaller than 5 GiB"
+        assert state["clean"], f"{dev} is not clean: {state}"
 
 
 def test_lvm2(host):
