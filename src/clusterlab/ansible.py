@@ -36,6 +36,21 @@ def bin_path(name: str) -> str:
     return str(cand) if cand.exists() else name
 
 
+FAILURE_RE = re.compile(
+    r'^(?:fatal|failed): \[(?P<host>[^\]]+)\].*"msg": "(?P<msg>(?:[^"\\]|\\.)*)"', re.MULTILINE
+)
+
+
+def failures(output: str) -> list[str]:
+    """'host: message' for every failed task in ansible-playbook output, deduplicated."""
+    seen: list[str] = []
+    for m in FAILURE_RE.finditer(output):
+        line = f"{m['host']}: {m['msg'].encode().decode('unicode_escape', errors='replace')}"
+        if line not in seen:
+            seen.append(line)
+    return seen
+
+
 def recap(output: str) -> dict[str, dict[str, int]]:
     """PLAY RECAP lines -> {host: {ok, changed, unreachable, failed}}."""
     out: dict[str, dict[str, int]] = {}
@@ -64,8 +79,9 @@ def run_playbook(
         fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
     result = recap(proc.stdout)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
+        found = failures(proc.stdout)
+        detail = "\n".join(found) if found else "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise AnsibleError(
-            f"{playbook.name} failed (exit {proc.returncode}); full output in {log}\n{tail}"
+            f"{playbook.name} failed (exit {proc.returncode}); full output in {log}\n{detail}"
         )
     return result

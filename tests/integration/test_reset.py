@@ -1,0 +1,124 @@
+"""Reset on real local nodes: real signatures are wiped, the guard refuses what it must."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from clusterlab import stages
+from clusterlab.ansible import AnsibleError
+
+BLUESTORE = "bluestore block device"
+
+
+def ssh(prov, node, cmd, check=True):
+    res = subprocess.run(
+        ["ssh", "-F", str(prov.state / "ssh_config"), "-o", "BatchMode=yes", node, cmd],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if check:
+        assert res.returncode == 0, f"{node}: {cmd}: {res.stdout}{res.stderr}"
+    return res
+
+
+def disk_state(prov, node, dev) -> dict:
+    return json.loads(ssh(prov, node, f"/usr/local/bin/clusterlab-disk check {dev}").stdout)
+
+
+def put_signatures(prov, kind: str, node: str, dev: str) -> None:
+    cmds = {
+        "ext4": f"mkfs.ext4 -q -F {dev}",
+        # This kernel does not re-read partition tables of loop devices: the GPT is on the
+        # disk (sgdisk -p shows it) even though no /dev/vdb1 appears.
+        "gpt": f"sgdisk -n 1:0:+100M -n 2:0:+100M {dev} >/dev/null && sgdisk -p {dev} | grep -q '^ *2 '",
+        # No device-mapper in this kernel, so no LV: a PV and a ceph- VG are what can exist.
+        "lvm": f"pvcreate -q {dev} && vgcreate -q ceph-{node}-{dev[-1]} {dev}",
+        "bluestore": (
+            f"printf '{BLUESTORE} v1\\n' | dd of={dev} conv=notrunc status=none && "
+            f"printf '{BLUESTORE} v1\\n' | dd of={dev} bs=1M seek=1024 conv=notrunc status=none"
+        ),
+    }
+    ssh(prov, node, cmds[kind])
+    assert not disk_state(prov, node, dev)["clean"], (
+        f"{kind} on {node}:{dev} left the disk looking clean"
+    )
+
+
+def test_reset_wipes_signatures_and_refuses_guarded_disks(labs):
+    spec = labs.spec("itreset", 113, nodes=3, disks=2)
+    prov = labs.provider(spec)
+    prov.create()
+    ssh(prov, "node1", "true")
+    stages.reset(spec)  # installs the disk tool; a lab where nothing ran resets cleanly
+
+    put_signatures(prov, "ext4", "node1", "/dev/vdb")
+    put_signatures(prov, "gpt", "node1", "/dev/vdc")
+    put_signatures(prov, "lvm", "node2", "/dev/vdb")
+    put_signatures(prov, "bluestore", "node2", "/dev/vdc")
+    assert disk_state(prov, "node2", "/dev/vdc")["nonzero_offsets_mib"] == ["0", "1024"]
+    # node3: a mounted data disk and a disk in a volume group Ceph did not create
+    ssh(
+        prov,
+        "node3",
+        # read-only, so that ext4 itself (lazy init, journal) cannot change the bytes we hash
+        "mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/vdb && mkdir -p /mnt/data"
+        " && mount -o ro /dev/vdb /mnt/data && sync",
+    )
+    ssh(prov, "node3", "pvcreate -q /dev/vdc && vgcreate -q data /dev/vdc")
+    hashes = {
+        d: ssh(prov, "node3", f"sha256sum {d}").stdout.split()[0] for d in ("/dev/vdb", "/dev/vdc")
+    }
+
+    with pytest.raises(AnsibleError) as exc:
+        stages.reset(spec)
+    assert "refusing to reset node3: /dev/vdb: /dev/vdb is mounted at /mnt/data" in str(exc.value)
+    for node in ("node1", "node2"):
+        for dev in ("/dev/vdb", "/dev/vdc"):
+            state = disk_state(prov, node, dev)
+            assert state["clean"], f"{node}:{dev} not clean after reset: {state}"
+    assert ssh(prov, "node3", "findmnt -n -o TARGET -S /dev/vdb").stdout.strip() == "/mnt/data"
+    for dev, digest in hashes.items():
+        assert ssh(prov, "node3", f"sha256sum {dev}").stdout.split()[0] == digest, f"{dev} changed"
+
+    ssh(prov, "node3", "umount /mnt/data")
+    hashes["/dev/vdb"] = ssh(prov, "node3", "sha256sum /dev/vdb").stdout.split()[0]
+    with pytest.raises(AnsibleError) as exc:
+        stages.reset(spec)
+    assert "/dev/vdc belongs to volume group data, which Ceph did not create" in str(exc.value)
+    for dev, digest in hashes.items():
+        assert ssh(prov, "node3", f"sha256sum {dev}").stdout.split()[0] == digest, f"{dev} changed"
+    assert ssh(prov, "node3", "vgs --noheadings -o vg_name").stdout.split() == ["data"]
+    prov.destroy()
+
+
+def test_three_cycles_then_a_clean_reset_changes_nothing(labs):
+    spec = labs.spec("itcycle", 114, nodes=2, disks=1)
+    prov = labs.provider(spec)
+    prov.create()
+
+    refused = labs.cli("reset", "--lab", "itcycle", check=False)  # no terminal, no --yes
+    assert refused.returncode == 1
+    assert "confirm with --yes" in refused.stderr
+
+    for kind in ("bluestore", "lvm", "ext4"):
+        for node in ("node1", "node2"):
+            if (prov.state / "logs" / "reset.log").exists() or kind != "bluestore":
+                put_signatures(prov, kind, node, "/dev/vdb")
+            else:  # first cycle: the disk tool is not on the node before the first reset or prepare
+                ssh(prov, node, f"printf '{BLUESTORE}' | dd of=/dev/vdb conv=notrunc status=none")
+        stages.reset(spec)
+        stages.prepare(spec)
+        stages.verify(spec, ["nodes"])
+        for node in ("node1", "node2"):
+            assert disk_state(prov, node, "/dev/vdb")["clean"]
+
+    again = stages.reset(spec)
+    assert {h: r["changed"] for h, r in again.items() if h != "localhost"} == {
+        "node1": 0,
+        "node2": 0,
+    }
+    prov.destroy()
