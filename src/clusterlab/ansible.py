@@ -63,17 +63,30 @@ def run_playbook(
     playbook: Path,
     inventory: Path,
     log: Path,
+    *,
     extra_args: list[str] | None = None,
     extra_vars: dict[str, str] | None = None,
+    become_password: str | None = None,
 ) -> dict[str, dict[str, int]]:
-    """Run a playbook, append its full output to `log`; return the recap or raise."""
+    """Run a playbook, append its full output to `log`; return the recap or raise.
+
+    A become password reaches Ansible through the environment of its process and a script
+    that prints it (--become-password-file), never through a file or the command line.
+    """
     cmd = [bin_path("ansible-playbook"), "-i", str(inventory), str(playbook)]
     for key, value in (extra_vars or {}).items():
         cmd += ["-e", f"{key}={value}"]
     cmd += extra_args or []
     log.parent.mkdir(parents=True, exist_ok=True)
+    run_env = env()
+    if become_password is not None:
+        script = Path(__file__).parent / "scripts" / "become-password"
+        if not os.access(script, os.X_OK):
+            script.chmod(0o755)
+        run_env["CLUSTERLAB_BECOME_PASSWORD_FOR_ANSIBLE"] = become_password
+        cmd += ["--become-password-file", str(script)]
     proc = subprocess.run(
-        cmd, env=env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        cmd, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
     )
     with log.open("a") as fh:
         fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")

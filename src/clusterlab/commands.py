@@ -118,10 +118,17 @@ def _provider(c, lab):
     return s, get_provider(s)
 
 
-@lab_task(help={"skip_prepare": "Only create the nodes; skip prepare and verify."})
-def up(c, lab=None, skip_prepare=False):
+@lab_task(
+    help={
+        "skip_prepare": "Only create the nodes; skip prepare and verify.",
+        "trust_new_hosts": "Static provider: record host keys of nodes seen for the first time "
+        "(trust on first use). Without it, unknown host keys are refused.",
+    }
+)
+def up(c, lab=None, skip_prepare=False, trust_new_hosts=False):
     """Create the lab's nodes (idempotent), then prepare and verify them."""
     s, prov = _provider(c, lab)
+    prov.trust_new_hosts = trust_new_hosts
     _up(s, prov, skip_prepare)
 
 

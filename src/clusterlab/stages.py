@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from clusterlab import ansible, paths, ui
+from clusterlab import ansible, become, paths, ui
 from clusterlab.providers import ProviderError
 
 # verify layer -> its testinfra module under tests/infra/, or None while its stage is not built
@@ -43,8 +43,13 @@ def run_playbook_stage(
     inv = inventory_file(spec)
     log = paths.state_dir(spec["name"]) / "logs" / f"{stage}.log"
     start = time.monotonic()
+    password = (
+        become.for_spec(spec, inv.parent / "ssh_config") if spec["provider"] == "static" else None
+    )
     with ui.stage(f"{stage} (full log: {log})"):
-        result = ansible.run_playbook(paths.PLAYBOOKS / playbook, inv, log, extra_vars=extra_vars)
+        result = ansible.run_playbook(
+            paths.PLAYBOOKS / playbook, inv, log, extra_vars=extra_vars, become_password=password
+        )
         changed = sum(h["changed"] for h in result.values())
         ui.info(f"    {len(result)} hosts, {changed} changes")
     record_timing(spec, stage, time.monotonic() - start)
@@ -89,6 +94,11 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
             "--hosts=ansible://all",
             f"--ansible-inventory={inv}",
             f"--junitxml={report}",
+            *(
+                ["--sudo"]
+                if any(n.get("user") not in (None, "root") for n in spec["nodes"])
+                else []
+            ),
             "--rootdir",
             str(paths.TESTS_INFRA),
             "-c",

@@ -86,7 +86,9 @@ class Labs:
         return res
 
 
-def leaks(prov: LocalProvider) -> list[str]:
+def leaks(prov) -> list[str]:
+    if not isinstance(prov, LocalProvider):  # other providers own nothing but the state dir
+        return [f"state dir {prov.state}"] if prov.state.exists() else []
     found = []
     if Path(f"/sys/class/net/{prov.bridge}").exists():
         found.append(f"bridge {prov.bridge}")

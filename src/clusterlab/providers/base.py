@@ -29,6 +29,7 @@ class Provider:
         self.spec = spec
         self.lab = spec["name"]
         self.state = paths.state_dir(self.lab)
+        self.trust_new_hosts = False  # only the static provider meets hosts it did not make
 
     def create(self) -> dict[str, Connection]:
         raise ProviderError(f"not implemented yet: provision ({self.name} provider)")
