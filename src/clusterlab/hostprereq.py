@@ -49,7 +49,10 @@ def _which(cmd: str) -> bool:
 def missing_packages(provider: str) -> list[str]:
     tools = PROVIDER_TOOLS[provider]
     pkgs = sorted({pkg for cmd, pkg in tools.items() if not _which(cmd)})
-    if provider == "vagrant" and not Path("/usr/share/vagrant-plugins/plugins.d").exists():
+    if (
+        provider == "vagrant"
+        and not Path("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json").exists()
+    ):
         pkgs += [p for p in VAGRANT_EXTRA_PACKAGES if p not in pkgs]
     return pkgs
 

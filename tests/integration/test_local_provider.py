@@ -11,23 +11,12 @@ import time
 
 import pytest
 import testinfra
+from nodes import ssh
 
 from clusterlab import ansible, sshconf
 from clusterlab.providers import ProviderError
 from clusterlab.providers.local import RUN_DIR
 from clusterlab.providers.rootfs import ensure_rootfs
-
-
-def ssh(prov, node, cmd, check=True):
-    res = subprocess.run(
-        ["ssh", "-F", str(prov.state / "ssh_config"), "-o", "BatchMode=yes", node, cmd],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check:
-        assert res.returncode == 0, f"{node}: {cmd}: {res.stderr}"
-    return res
 
 
 def test_full_lifecycle_three_nodes_two_disks(labs):

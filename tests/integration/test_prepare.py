@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
+from nodes import ssh
 
 from clusterlab import stages
 from clusterlab.ansible import AnsibleError
-
-
-def ssh(prov, node, cmd):
-    return subprocess.run(
-        ["ssh", "-F", str(prov.state / "ssh_config"), "-o", "BatchMode=yes", node, cmd],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
 
 
 def test_prepare_idempotent_verified_and_runs_a_container(labs):

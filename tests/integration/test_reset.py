@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
+from nodes import ssh
 
 from clusterlab import stages
 from clusterlab.ansible import AnsibleError
 
 BLUESTORE = "bluestore block device"
-
-
-def ssh(prov, node, cmd, check=True):
-    res = subprocess.run(
-        ["ssh", "-F", str(prov.state / "ssh_config"), "-o", "BatchMode=yes", node, cmd],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if check:
-        assert res.returncode == 0, f"{node}: {cmd}: {res.stdout}{res.stderr}"
-    return res
 
 
 def disk_state(prov, node, dev) -> dict:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 import yaml
+from nodes import ssh
 
 from clusterlab import stages
 from clusterlab.providers import ProviderError
 from clusterlab.providers.static import StaticProvider
 from clusterlab.spec import normalize
-
-
-def ssh(cfg, node, cmd):
-    res = subprocess.run(
-        ["ssh", "-F", str(cfg), "-o", "BatchMode=yes", node, cmd],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert res.returncode == 0, f"{node}: {cmd}: {res.stderr}"
-    return res.stdout
 
 
 def static_spec(labs, name, machines, *, user="root", key=None, extra_nodes=(), group_vars=None):
@@ -84,7 +73,9 @@ def test_static_lab_trust_prepare_verify_and_down(labs, machines):
     assert "trusting s1" in res.stderr
     assert "ok verify nodes" in res.stderr
     assert "StrictHostKeyChecking yes" in (prov.state / "ssh_config").read_text()
-    assert ssh(prov.state / "ssh_config", "s2", "hostname").strip() == "s2"  # prepare renamed it
+    assert (
+        ssh(prov.state / "ssh_config", "s2", "hostname").stdout.strip() == "s2"
+    )  # prepare renamed it
 
     status = labs.cli("status", "--lab", "itstatic").stdout
     assert "s1" in status
@@ -174,7 +165,7 @@ def test_non_root_user_with_sudo_password(labs, machines, monkeypatch):
     assert (
         ssh(
             prov.state / "ssh_config", "s1", "sudo -S -p '' cat /etc/hostname <<< " + secret
-        ).strip()
+        ).stdout.strip()
         == "s1"
     )
     for f in prov.state.rglob("*"):
