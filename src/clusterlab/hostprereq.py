@@ -32,7 +32,7 @@ VAGRANT_TOOLS = {
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
 }
-VAGRANT_EXTRA_PACKAGES = ["vagrant-libvirt", "ebtables", "dnsmasq-base"]
+VAGRANT_EXTRA_PACKAGES = ["vagrant-libvirt", "ebtables", "dnsmasq-base", "iptables"]
 PROVIDER_TOOLS = {
     "local": LOCAL_TOOLS,
     "vagrant": VAGRANT_TOOLS,

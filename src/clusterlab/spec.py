@@ -105,6 +105,15 @@ FIELDS: dict[str, Field] = {
     "artifacts.mirror_url": Field("url", None, "Offline mirror for binaries (files repo)."),
     "artifacts.image_registry": Field("str", None, "Mirror registry for container images."),
     "vagrant.provider": Field("enum", "libvirt", "Vagrant provider.", VAGRANT_PROVIDERS),
+    "vagrant.box": Field(
+        "str", None, "Box name instead of the os's default box (e.g. a local box)."
+    ),
+    "vagrant.libvirt_driver": Field(
+        "enum",
+        "kvm",
+        "libvirt domain type: kvm, or qemu (software emulation, no KVM).",
+        ("kvm", "qemu"),
+    ),
     "demos": Field("list", [], "Meetup demos the lab carries.", DEMOS),
 }
 

@@ -26,8 +26,11 @@ LIBVIRT_PLUGIN_FILE = Path("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt
 def plan(spec: dict, state: Path) -> dict:
     """What the Vagrantfile builds, decided here (the Vagrantfile only maps it to config)."""
     os_info = OSES[spec["os"]]
-    if not os_info.vagrant_box:
-        raise ProviderError(f"no Vagrant box is known for os {spec['os']}")
+    box = spec["vagrant"]["box"] or os_info.vagrant_box
+    if not box:
+        raise ProviderError(
+            f"no Vagrant box is known for os {spec['os']}; set vagrant.box in the spec"
+        )
     net = ipaddress.IPv4Network(spec["network"]["cidr"])
     machines = []
     for node in spec["nodes"]:
@@ -57,11 +60,11 @@ def plan(spec: dict, state: Path) -> dict:
     return {
         "lab": spec["name"],
         "provider": spec["vagrant"]["provider"],
-        "box": os_info.vagrant_box,
-        "box_url": os_info.vagrant_box_url or None,
+        "box": box,
+        "box_url": (os_info.vagrant_box_url or None) if not spec["vagrant"]["box"] else None,
         "prefix": f"clusterlab-{spec['name']}-",
         "network_name": f"clusterlab-{spec['name']}",
-        "libvirt_driver": os.environ.get("CLUSTERLAB_LIBVIRT_DRIVER", "kvm"),
+        "libvirt_driver": spec["vagrant"]["libvirt_driver"],
         "synced_folders": False,
         "machines": machines,
     }
