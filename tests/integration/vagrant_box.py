@@ -54,10 +54,17 @@ def _configure(root: Path) -> None:
         key.unlink()  # made at first boot, so every VM has its own
     drop = root / "etc/systemd/system/ssh.service.d"
     drop.mkdir(parents=True, exist_ok=True)
-    (drop / "hostkeys.conf").write_text("[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n")
+    # ssh.service checks its config (sshd -t) before starting: make the keys before that check.
+    (drop / "hostkeys.conf").write_text(
+        "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
+    )
     (root / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
     (root / "etc/ssh/sshd_config.d/vagrant.conf").write_text("UseDNS no\n")
     (root / "etc/machine-id").write_text("")
+    # A test box: packages installed later (lvm2, …) must not rebuild the initrd, which takes
+    # minutes under software emulation; the one built here boots the box.
+    conf = root / "etc/initramfs-tools/update-initramfs.conf"
+    conf.write_text("update_initramfs=no\nbackup_initramfs=no\n")
     shutil.rmtree(root / "var/cache/apt/archives", ignore_errors=True)
 
 
