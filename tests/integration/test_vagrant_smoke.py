@@ -1,0 +1,151 @@
+"""A real `inv up` of a 1-node vagrant lab: libvirt, qemu in software emulation, a locally built box.
+
+Slow (minutes): the box is built once and cached outside the repo; the VM boots under TCG.
+The test starts virtlogd and libvirtd itself when they are not running (PID 1 is not
+systemd here) and stops what it started; it leaves no domain, volume, network or pool.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from nodes import ssh
+from vagrant_box import BOX_NAME, build_box
+
+from clusterlab import paths
+
+pytestmark = [
+    pytest.mark.vagrant,
+    pytest.mark.skipif(
+        not all(
+            shutil.which(t)
+            for t in ("vagrant", "libvirtd", "virtlogd", "qemu-system-x86_64", "extlinux")
+        ),
+        reason="needs vagrant, vagrant-libvirt, libvirt, qemu and extlinux (inv setup --provider vagrant)",
+    ),
+]
+
+LAB = "itvag"
+PREFIX = f"clusterlab-{LAB}-"
+
+
+def virsh(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["virsh", "-c", "qemu:///system", *args], capture_output=True, text=True, check=check
+    )
+
+
+def names(*args: str) -> list[str]:
+    return [x for x in virsh(*args, "--name").stdout.split() if x]
+
+
+@pytest.fixture
+def libvirt():
+    """libvirtd + virtlogd running (started here if needed), a 'default' pool; all undone after."""
+    started = []
+    for daemon in ("virtlogd", "libvirtd"):
+        if (
+            subprocess.run(["pgrep", "-x", daemon], capture_output=True, check=False).returncode
+            != 0
+        ):
+            subprocess.run([daemon, "-d"], check=True)
+            started.append(daemon)
+    for _ in range(50):
+        if virsh("version").returncode == 0:
+            break
+        time.sleep(0.2)
+    pools_before = set(names("pool-list", "--all"))
+    nets_before = set(names("net-list", "--all"))
+    if "default" not in pools_before:
+        Path("/var/lib/libvirt/images").mkdir(parents=True, exist_ok=True)
+        virsh("pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images", check=True)
+        virsh("pool-start", "default", check=True)
+    yield
+    for dom in names("list", "--all"):
+        if dom.startswith(PREFIX):
+            virsh("destroy", dom)
+            virsh("undefine", dom, "--remove-all-storage")
+    for vol in names("vol-list", "default") if "default" in names("pool-list", "--all") else []:
+        if vol.startswith(PREFIX) or "debian12-smoke" in vol:
+            virsh("vol-delete", vol, "--pool", "default")
+    images = Path("/var/lib/libvirt/images")  # what the pool did not list (or a pool already gone)
+    for leftover in [*images.glob(f"{PREFIX}*"), *images.glob("*debian12-smoke*")]:
+        leftover.unlink()
+    for net in set(names("net-list", "--all")) - nets_before:
+        virsh("net-destroy", net)
+        virsh("net-undefine", net)
+    if "default" not in pools_before:
+        virsh("pool-destroy", "default")
+        virsh("pool-undefine", "default")
+    for daemon in reversed(started):
+        subprocess.run(["pkill", "-x", daemon], check=False)
+
+
+def test_vagrant_up_verify_down(labs, libvirt, tmp_path):
+    box = build_box(paths.cache_root() / "boxes")
+    vagrant_home = tmp_path / "vagrant.d"
+    env = {**labs.env(), "VAGRANT_HOME": str(vagrant_home)}
+    subprocess.run(
+        ["vagrant", "box", "add", "--name", BOX_NAME, str(box)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+
+    raw = {
+        "name": LAB,
+        "provider": "vagrant",
+        "os": "debian12",
+        "network": {"cidr": "10.213.130.0/24"},
+        "vagrant": {"box": BOX_NAME, "libvirt_driver": "qemu"},
+        "nodes": {"count": 1, "cpus": 2, "memory": 1536, "disks": [{"size": "6G"}]},
+    }
+    (labs.inventories / LAB).mkdir()
+    (labs.inventories / LAB / "lab.yml").write_text(yaml.safe_dump(raw))
+    state = labs.state_root / LAB
+    try:
+        res = subprocess.run(
+            labs.cli_argv("up", "--lab", LAB),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=900,
+        )
+        assert res.returncode == 0, res.stdout + res.stderr[-4000:]
+        assert "ok verify nodes" in res.stderr
+        assert ssh(state / "ssh_config", "node1", "hostname").stdout.strip() == "node1"
+        out = ssh(state / "ssh_config", "node1", "ip -4 -o addr").stdout
+        assert "10.213.130.11/" in out  # the private address Vagrant set from the plan
+        assert ssh(
+            state / "ssh_config", "node1", "lsblk -dn -o NAME,SIZE /dev/vdb"
+        ).stdout.split() == ["vdb", "6G"]
+        status = subprocess.run(
+            labs.cli_argv("status", "--lab", LAB),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        assert "running" in status
+    finally:
+        down = subprocess.run(
+            labs.cli_argv("down", "--lab", LAB),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+    assert down.returncode == 0, down.stderr
+    assert [d for d in names("list", "--all") if d.startswith(PREFIX)] == []
+    assert [v for v in names("vol-list", "default") if v.startswith(PREFIX)] == []
+    assert f"clusterlab-{LAB}" not in names("net-list", "--all")
+    assert not state.exists()
+    assert os.path.isdir(vagrant_home)  # box cache is the test's own temp dir
