@@ -45,6 +45,18 @@ def names(*args: str) -> list[str]:
     return [x for x in virsh(*args, "--name").stdout.split() if x]
 
 
+def running(name: str) -> bool:
+    """A live (not zombie) process with this command name."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split()
+        except OSError:
+            continue
+        if fields[1] == f"({name})" and fields[2] != "Z":
+            return True
+    return False
+
+
 @pytest.fixture
 def libvirt():
     """libvirtd + virtlogd running (started here if needed), a 'default' pool; all undone after."""
