@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ class Connection:
     key_file: str | None = None
     become: bool = False
     become_method: str = "sudo"
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def group_vars(spec: dict) -> dict[str, Any]:
@@ -79,7 +78,6 @@ def render(
         if conn.become:
             hv["ansible_become"] = True
             hv["ansible_become_method"] = conn.become_method
-        hv.update(conn.extra)
         hosts[node["name"]] = hv
         for role in node["roles"]:
             children[GROUPS_BY_ROLE[role]]["hosts"][node["name"]] = None

@@ -578,10 +578,6 @@ def _rook(ck: _Checker, rook: dict, nodes: list[dict]) -> dict:
     return rook
 
 
-def osd_hosts(spec: dict) -> list[dict]:
-    return [n for n in spec["nodes"] if any(d["ceph"] for d in n["disks"])]
-
-
 def reference_markdown() -> str:
     """The spec reference table for README.md."""
     rows = ["| field | type | default | meaning |", "|---|---|---|---|"]

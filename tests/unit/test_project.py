@@ -13,7 +13,7 @@ import yaml
 from ansible.galaxy.dependency_resolution.versioning import meets_requirements
 
 from clusterlab import ansible, commands, paths
-from clusterlab.spec import FIELDS
+from clusterlab.spec import FIELDS, reference_markdown
 
 
 def task_names(output: str) -> set[str]:
@@ -116,6 +116,8 @@ def readme_reference_fields() -> set[str]:
 
 def test_readme_spec_reference_matches_the_model():
     assert readme_reference_fields() == set(FIELDS)
+    # the whole table, types, defaults and meanings included, is what the model generates
+    assert reference_markdown() in (paths.ROOT / "README.md").read_text()
 
 
 def test_ansible_cfg_is_used_by_absolute_path():
