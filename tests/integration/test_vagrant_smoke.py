@@ -45,6 +45,16 @@ def names(*args: str) -> list[str]:
     return [x for x in virsh(*args, "--name").stdout.split() if x]
 
 
+def nft_tables() -> set[tuple[str, str]]:
+    out = subprocess.run(
+        ["nft", "list", "tables"], capture_output=True, text=True, check=False
+    ).stdout
+    return {
+        (f, t)
+        for _, f, t in (line.split() for line in out.splitlines() if line.startswith("table "))
+    }
+
+
 def running(name: str) -> bool:
     """A live (not zombie) process with this command name."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -72,6 +82,9 @@ def libvirt():
         if virsh("version").returncode == 0:
             break
         time.sleep(0.2)
+    forward = Path("/proc/sys/net/ipv4/ip_forward")
+    forward_before = forward.read_text()
+    tables_before = nft_tables()
     pools_before = set(names("pool-list", "--all"))
     nets_before = set(names("net-list", "--all"))
     if "default" not in pools_before:
@@ -97,6 +110,18 @@ def libvirt():
         virsh("pool-undefine", "default")
     for daemon in reversed(started):
         subprocess.run(["pkill", "-x", daemon], check=False)
+        for _ in range(100):
+            if not running(daemon):
+                break
+            time.sleep(0.1)
+    # libvirt's NAT networks made iptables tables and turned forwarding on: undo what was new
+    for family, table in nft_tables() - tables_before:
+        subprocess.run(["nft", "delete", "table", family, table], check=False)
+    forward.write_text(forward_before)
+    assert nft_tables() == tables_before, "nft tables left behind"
+    assert not [d for d in ("libvirtd", "virtlogd") if d in started and running(d)], (
+        "daemons left running"
+    )
 
 
 def test_vagrant_up_verify_down(labs, libvirt, tmp_path):
