@@ -56,18 +56,14 @@ def run_prepare(inv: Path, env: dict[str, str]) -> tuple[float, int]:
     return took, changed
 
 
-def measure(label: str, env: dict[str, str]) -> dict[str, float]:
+def measure(env: dict[str, str]) -> dict[str, float]:
     prov = LocalProvider(spec())
     try:
         prov.create()
         inv = prov.state / "hosts.yml"
         first, _ = run_prepare(inv, env)
         rerun, changed = run_prepare(inv, env)
-        if changed:
-            raise SystemExit(
-                f"{label}: the re-run changed {changed} things; it must change nothing"
-            )
-        return {"first": first, "re-run": rerun}
+        return {"first": first, "re-run": rerun, "re-run changes": changed}
     finally:
         sshconf.kill_masters(prov.state)
         prov.destroy()
