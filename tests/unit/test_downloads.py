@@ -94,6 +94,17 @@ def run(tmp_path, table: dict, items: list[str], mirror_url: str) -> subprocess.
     )
 
 
+def tool_entry(tmp_path, sha256: str) -> dict:
+    """A binary download table entry installed into the test's fake node."""
+    return {
+        "version": "1.0",
+        "url": f"{UPSTREAM}/tool",
+        "sha256": sha256,
+        "unpack": "binary",
+        "dest": str(tmp_path / "node" / "bin" / "tool"),
+    }
+
+
 @pytest.fixture
 def payloads():
     tool = b"#!/bin/sh\necho tool 1.0\n"
@@ -104,13 +115,7 @@ def payloads():
 def test_fetch_from_mirror_install_and_cache_hit(tmp_path, payloads):
     tool, archive = payloads
     table = {
-        "tool": {
-            "version": "1.0",
-            "url": f"{UPSTREAM}/tool",
-            "sha256": sha(tool),
-            "unpack": "binary",
-            "dest": str(tmp_path / "node" / "bin" / "tool"),
-        },
+        "tool": tool_entry(tmp_path, sha(tool)),
         "bundle": {
             "version": "2.0",
             "url": f"{UPSTREAM}/bundle.tar.gz",
@@ -143,36 +148,18 @@ def test_fetch_from_mirror_install_and_cache_hit(tmp_path, payloads):
 
 def test_checksum_mismatch_is_refused_and_leaves_no_file(tmp_path, payloads):
     tool, _ = payloads
-    table = {
-        "tool": {
-            "version": "1.0",
-            "url": f"{UPSTREAM}/tool",
-            "sha256": sha(b"something else"),
-            "unpack": "binary",
-            "dest": str(tmp_path / "node" / "bin" / "tool"),
-        }
-    }
+    table = {"tool": tool_entry(tmp_path, sha(b"something else"))}
     with Mirror({"/mirror/files.upstream.test/releases/v1/tool": tool}) as m:
         res = run(tmp_path, table, ["tool"], m.url)
     assert res.returncode != 0
     assert "checksum" in (res.stdout + res.stderr).lower()
-    assert list((tmp_path / "cache").rglob("*tool*")) == [] or all(
-        p.is_dir() for p in (tmp_path / "cache").rglob("*")
-    )
+    assert [p for p in (tmp_path / "cache").rglob("*") if p.is_file()] == []  # nothing kept
     assert not (tmp_path / "node" / "bin" / "tool").exists()
 
 
 def test_missing_file_on_mirror_is_a_clear_failure(tmp_path, payloads):
     tool, _ = payloads
-    table = {
-        "tool": {
-            "version": "1.0",
-            "url": f"{UPSTREAM}/tool",
-            "sha256": sha(tool),
-            "unpack": "binary",
-            "dest": str(tmp_path / "node" / "bin" / "tool"),
-        }
-    }
+    table = {"tool": tool_entry(tmp_path, sha(tool))}
     with Mirror({}) as m:
         res = run(tmp_path, table, ["tool"], m.url)
         assert m.requests == ["/mirror/files.upstream.test/releases/v1/tool"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import shutil
 import subprocess
 
@@ -94,57 +93,38 @@ def test_parse_ssh_config():
     assert hosts["node2"]["port"] == "2222"
 
 
-@pytest.mark.skipif(
+NEEDS_VAGRANT = pytest.mark.skipif(
     not shutil.which("vagrant"), reason="vagrant is not installed (inv setup --provider vagrant)"
 )
-@pytest.mark.parametrize("lab", VAGRANT_LABS)
-def test_vagrant_validate_every_example_lab(lab, tmp_path):
+
+
+def run_with_lab_plan(lab, tmp_path, monkeypatch, argv) -> tuple[dict, subprocess.CompletedProcess]:
+    """Write the lab's plan the way `inv up` does and run argv in the provider's environment."""
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
     spec = load_spec_file(paths.lab_spec_file(lab))
-    plan_file = tmp_path / "vagrant-plan.json"
-    plan_file.write_text(json.dumps(plan(spec, tmp_path)))
-    env = dict(
-        os.environ,
-        VAGRANT_HOME=str(tmp_path / "vagrant.d"),
-        VAGRANT_CWD=str(paths.ROOT),
-        VAGRANT_DOTFILE_PATH=str(tmp_path / ".vagrant"),
-        CLUSTERLAB_VAGRANT_PLAN=str(plan_file),
-    )
+    prov = VagrantProvider(spec)
+    prov.write_plan()
+    env = {**prov.env(), "VAGRANT_HOME": str(tmp_path / "vagrant.d")}
     res = subprocess.run(
-        ["vagrant", "validate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
+        argv, env=env, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL
     )
+    return spec, res
+
+
+@NEEDS_VAGRANT
+@pytest.mark.parametrize("lab", VAGRANT_LABS)
+def test_vagrant_validate_every_example_lab(lab, tmp_path, monkeypatch):
+    _, res = run_with_lab_plan(lab, tmp_path, monkeypatch, ["vagrant", "validate"])
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Vagrantfile validated successfully" in res.stdout
 
 
-@pytest.mark.skipif(
-    not shutil.which("vagrant"), reason="vagrant is not installed (inv setup --provider vagrant)"
-)
+@NEEDS_VAGRANT
 @pytest.mark.parametrize("lab", VAGRANT_LABS)
-def test_vagrant_machines_equal_the_inventory(lab, tmp_path):
+def test_vagrant_machines_equal_the_inventory(lab, tmp_path, monkeypatch):
     """Vagrant's own library loads the Vagrantfile; what it resolved must equal the inventory."""
-    spec = load_spec_file(paths.lab_spec_file(lab))
-    plan_file = tmp_path / "vagrant-plan.json"
-    plan_file.write_text(json.dumps(plan(spec, tmp_path)))
-    env = dict(
-        os.environ,
-        VAGRANT_HOME=str(tmp_path / "vagrant.d"),
-        VAGRANT_CWD=str(paths.ROOT),
-        VAGRANT_DOTFILE_PATH=str(tmp_path / ".vagrant"),
-        CLUSTERLAB_VAGRANT_PLAN=str(plan_file),
-    )
-    res = subprocess.run(
-        ["ruby", str(paths.ROOT / "tests" / "fixtures" / "vagrant-describe.rb")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    describe = str(paths.ROOT / "tests" / "fixtures" / "vagrant-describe.rb")
+    spec, res = run_with_lab_plan(lab, tmp_path, monkeypatch, ["ruby", describe])
     assert res.returncode == 0, res.stderr
     machines = {m["name"]: m for m in json.loads(res.stdout.strip().splitlines()[-1])}
     inv = inventory.render(spec, VagrantProvider(spec).planned_connections())
