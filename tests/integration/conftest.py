@@ -75,9 +75,20 @@ class Labs:
     def cli_argv(*args: str) -> list[str]:
         return [sys.executable, "-m", "clusterlab", *args]
 
-    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    def cli(
+        self,
+        *args: str,
+        check: bool = True,
+        env_extra: dict | None = None,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess:
         res = subprocess.run(
-            self.cli_argv(*args), env=self.env(), capture_output=True, text=True, check=False
+            self.cli_argv(*args),
+            env={**self.env(), **(env_extra or {})},
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
         )
         if check and res.returncode != 0:
             raise AssertionError(

@@ -147,14 +147,8 @@ def test_vagrant_up_verify_down(labs, libvirt, tmp_path):
     (labs.inventories / LAB / "lab.yml").write_text(yaml.safe_dump(raw))
     state = labs.state_root / LAB
     try:
-        res = subprocess.run(
-            labs.cli_argv("up", "--lab", LAB),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=900,
-        )
+        home = {"VAGRANT_HOME": str(vagrant_home)}
+        res = labs.cli("up", "--lab", LAB, check=False, env_extra=home, timeout=900)
         assert res.returncode == 0, res.stdout + res.stderr[-4000:]
         assert "ok verify nodes" in res.stderr
         assert ssh(state / "ssh_config", "node1", "hostname").stdout.strip() == "node1"
@@ -163,21 +157,15 @@ def test_vagrant_up_verify_down(labs, libvirt, tmp_path):
         assert ssh(
             state / "ssh_config", "node1", "lsblk -dn -o NAME,SIZE /dev/vdb"
         ).stdout.split() == ["vdb", "6G"]
-        status = subprocess.run(
-            labs.cli_argv("status", "--lab", LAB),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        status = labs.cli("status", "--lab", LAB, env_extra=home).stdout
         assert "running" in status
     finally:
-        down = subprocess.run(
-            labs.cli_argv("down", "--lab", LAB),
-            env=env,
-            capture_output=True,
-            text=True,
+        down = labs.cli(
+            "down",
+            "--lab",
+            LAB,
             check=False,
+            env_extra={"VAGRANT_HOME": str(vagrant_home)},
             timeout=600,
         )
     assert down.returncode == 0, down.stderr

@@ -45,15 +45,20 @@ def test_flatcar_box_has_its_metadata_url(tmp_path):
     assert p["box_url"].endswith("flatcar_production_vagrant.json")
 
 
-def test_virtualbox_disks_are_sata_files_in_the_state_dir(tmp_path):
-    raw = {
-        "name": "vb",
+def virtualbox_lab(name: str, cidr: str) -> dict:
+    """A 1-node VirtualBox lab spec with one 20G data disk."""
+    return {
+        "name": name,
         "provider": "vagrant",
         "os": "rocky9",
-        "network": {"cidr": "192.168.56.0/24"},
+        "network": {"cidr": cidr},
         "vagrant": {"provider": "virtualbox"},
         "nodes": {"count": 1, "disks": [{"size": "20G"}]},
     }
+
+
+def test_virtualbox_disks_are_sata_files_in_the_state_dir(tmp_path):
+    raw = virtualbox_lab("vb", "192.168.56.0/24")
     p = plan(normalize(raw), tmp_path)
     disk = p["machines"][0]["disks"][0]
     assert disk["device"] == "/dev/sdb"
@@ -62,14 +67,7 @@ def test_virtualbox_disks_are_sata_files_in_the_state_dir(tmp_path):
 
 
 def test_virtualbox_range_outside_default_is_refused(tmp_path, monkeypatch):
-    raw = {
-        "name": "vb2",
-        "provider": "vagrant",
-        "os": "rocky9",
-        "network": {"cidr": "10.20.30.0/24"},
-        "vagrant": {"provider": "virtualbox"},
-        "nodes": {"count": 1, "disks": [{"size": "20G"}]},
-    }
+    raw = virtualbox_lab("vb2", "10.20.30.0/24")
     prov = VagrantProvider(normalize(raw))
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     with pytest.raises(ProviderError, match=r"192\.168\.56\.0/21"):
