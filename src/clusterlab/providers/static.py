@@ -20,7 +20,7 @@ from clusterlab.inventory import Connection
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
 
 CONNECT_TIMEOUT = 5.0
-DISK_TOOL = paths.ROOT / "roles" / "disk_tool" / "files" / "clusterlab-disk"
+DISK_TOOL = paths.ROOT / "roles" / "common" / "disk_tool" / "files" / "clusterlab-disk"
 
 
 def fingerprint(pubkey_line: str) -> str:
