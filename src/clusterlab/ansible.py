@@ -37,15 +37,26 @@ def bin_path(name: str) -> str:
 
 
 FAILURE_RE = re.compile(
-    r'^(?:fatal|failed): \[(?P<host>[^\]]+)\].*"msg": "(?P<msg>(?:[^"\\]|\\.)*)"', re.MULTILINE
+    r'^(?P<kind>fatal|failed): \[(?P<host>[^\]]+)\].*"msg": "(?P<msg>(?:[^"\\]|\\.)*)"',
+    re.MULTILINE,
 )
 
 
 def failures(output: str) -> list[str]:
-    """'host: message' for every failed task in ansible-playbook output, deduplicated."""
-    seen: list[str] = []
+    """'host: message' for every failed task in ansible-playbook output, deduplicated.
+
+    A loop item's failure ('failed: [host] (item=…)') that a later task of the same host
+    reports as a whole ('fatal: [host]', e.g. a rescue explaining it) gives way to that report.
+    """
+    found: list[tuple[str, str, str]] = []
     for m in FAILURE_RE.finditer(output):
-        line = f"{m['host']}: {m['msg'].encode().decode('unicode_escape', errors='replace')}"
+        msg = m["msg"].encode().decode("unicode_escape", errors="replace")
+        if m["kind"] == "fatal":
+            found = [f for f in found if not (f[0] == "failed" and f[1] == m["host"])]
+        found.append((m["kind"], m["host"], msg))
+    seen: list[str] = []
+    for _, host, msg in found:
+        line = f"{host}: {msg}"
         if line not in seen:
             seen.append(line)
     return seen

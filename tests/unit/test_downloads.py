@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import socket
 import json
 import subprocess
 import sys
@@ -164,4 +165,22 @@ def test_missing_file_on_mirror_is_a_clear_failure(tmp_path, payloads):
         res = run(tmp_path, table, ["tool"], m.url)
         assert m.requests == ["/mirror/files.upstream.test/releases/v1/tool"]
     assert res.returncode != 0
-    assert "404" in res.stdout
+    found = ansible.failures(res.stdout)
+    assert found, res.stdout[-3000:]
+    assert f"cannot download {m.url}/files.upstream.test/releases/v1/tool: " in found[0]
+    assert "404" in found[0]
+
+
+def test_unreachable_upstream_names_the_url_and_the_mirror_setting(tmp_path, payloads):
+    tool, _ = payloads
+    with socket.socket() as s:  # a loopback port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    table = {"tool": {**tool_entry(tmp_path, sha(tool)), "url": f"http://127.0.0.1:{port}/tool"}}
+    res = run(tmp_path, table, ["tool"], "")
+    assert res.returncode != 0
+    found = ansible.failures(res.stdout)
+    assert len(found) == 1, res.stdout[-3000:]
+    assert f"cannot download http://127.0.0.1:{port}/tool: " in found[0]
+    assert "artifacts.mirror_url" in found[0]
+    assert not (tmp_path / "node" / "bin" / "tool").exists()
