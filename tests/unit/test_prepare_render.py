@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 
 import pytest
 
@@ -13,7 +14,7 @@ from clusterlab import ansible, paths
 FIXTURE = paths.ROOT / "tests" / "fixtures" / "render-prepare.yml"
 
 
-def render(tmp_path, family: str, kube_version: str = "1.35.8") -> dict:
+def render(tmp_path, family: str, kube_version: str = "1.35.8", **more) -> dict:
     out = tmp_path / "out"
     out.mkdir()
     inv = tmp_path / "inv.yml"
@@ -21,7 +22,12 @@ def render(tmp_path, family: str, kube_version: str = "1.35.8") -> dict:
         "all:\n  hosts:\n    render:\n      ansible_connection: local\n"
         f"      ansible_python_interpreter: {sys.executable}\n"
     )
-    extra = {"out_dir": str(out), "clusterlab_os_family": family, "kube_version": kube_version}
+    extra = {
+        "out_dir": str(out),
+        "clusterlab_os_family": family,
+        "kube_version": kube_version,
+        **more,
+    }
     res = subprocess.run(
         [
             ansible.bin_path("ansible-playbook"),
@@ -40,6 +46,7 @@ def render(tmp_path, family: str, kube_version: str = "1.35.8") -> dict:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     data = json.loads((out / "decisions.json").read_text())
     data["config"] = (out / "config.toml").read_text()
+    data["toml"] = tomllib.loads(data["config"])
     data["unit"] = (out / "containerd.service").read_text()
     return data
 
@@ -53,6 +60,9 @@ def test_debian_uses_distro_containerd_1(tmp_path):
     assert 'plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options' in d["config"]
     assert "SystemdCgroup = true" in d["config"]
     assert d["timesync_service"] == "systemd-timesyncd"
+    cri = d["toml"]["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"  # kubeadm 1.35's pause
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
 
 
 def test_debian_with_kubernetes_136_downloads_containerd_2(tmp_path):
@@ -62,6 +72,27 @@ def test_debian_with_kubernetes_136_downloads_containerd_2(tmp_path):
     assert "version = 3" in d["config"]
     assert 'plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options' in d["config"]
     assert 'bin_dirs = ["/opt/cni/bin"]' in d["config"]
+    plugins = d["toml"]["plugins"]
+    assert plugins["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == (
+        "registry.k8s.io/pause:3.10.2"  # kubeadm 1.36's pause
+    )
+    assert "io.containerd.grpc.v1.cri" not in plugins  # the 1.x section would be ignored
+
+
+@pytest.mark.parametrize(
+    ("kube_version", "pause"), [("1.31.14", "3.10"), ("1.34.11", "3.10.1"), ("1.35.8", "3.10.1")]
+)
+def test_containerd_1_sandbox_image_follows_the_kubernetes_version(tmp_path, kube_version, pause):
+    d = render(tmp_path, "debian", kube_version)
+    assert d["containerd_major"] == 1
+    sandbox = d["toml"]["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"]
+    assert sandbox == f"registry.k8s.io/pause:{pause}"
+
+
+def test_sandbox_image_comes_from_the_mirror_registry(tmp_path):
+    d = render(tmp_path, "redhat", "1.36.4", artifacts_image_registry="mirror.lab:5000/k8s")
+    pinned = d["toml"]["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]
+    assert pinned["sandbox"] == "mirror.lab:5000/k8s/pause:3.10.2"
 
 
 @pytest.mark.parametrize("family", ["redhat", "flatcar", "fedora_coreos"])
