@@ -1,0 +1,73 @@
+"""`clusterlab manifests`: render what a lab hands to kubeadm (and later stages apply) on the
+controller, with the stages' own roles and templates (playbooks/manifests.yml), touching no node.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from clusterlab import ansible, inventory, paths
+from clusterlab.providers import get_provider
+
+PLAYBOOK = paths.PLAYBOOKS / "manifests.yml"
+
+
+class ManifestsError(Exception):
+    pass
+
+
+def lab_inventory(spec: dict) -> dict:
+    """The generated inventory once the lab is up, else the planned one (nothing created)."""
+    generated = paths.state_dir(spec["name"]) / "hosts.yml"
+    if generated.is_file():
+        return yaml.safe_load(generated.read_text())
+    return inventory.render(spec, get_provider(spec).planned_connections())
+
+
+def render(spec: dict, out_dir: Path) -> list[Path]:
+    """Write the lab's manifests under out_dir; return the files written, sorted.
+
+    Every folder the playbook writes (kubeadm/, cni/, ...) replaces the one of that name in
+    out_dir, so a node or manifest that is gone leaves no stale file; nothing else is touched.
+    """
+    out_dir = Path(out_dir).resolve()
+    with tempfile.TemporaryDirectory(prefix="clusterlab-manifests-") as tmp:
+        work = Path(tmp)
+        hosts = work / "hosts.yml"
+        hosts.write_text(yaml.safe_dump(lab_inventory(spec), sort_keys=False))
+        user_vars = paths.INVENTORIES / spec["name"] / "group_vars"
+        if user_vars.is_dir():  # the user's overrides apply here as in the stages
+            (work / "group_vars").symlink_to(user_vars.resolve())
+        rendered = work / "out"
+        try:
+            ansible.run_playbook(
+                PLAYBOOK,
+                hosts,
+                work / "manifests.log",
+                extra_vars={
+                    "manifests_out_dir": str(rendered),
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                },
+            )
+        except ansible.AnsibleError as exc:
+            detail = str(exc).partition("\n")[2] or str(exc)
+            raise ManifestsError(
+                f"rendering the manifests of lab {spec['name']} failed:\n{detail}"
+            ) from exc
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for folder in sorted(rendered.iterdir()):
+            target = out_dir / folder.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            shutil.move(str(folder), target)
+            written += [p for p in target.rglob("*") if p.is_file()]
+    return sorted(written)
