@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,8 +15,9 @@ import yaml
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from clusterlab import ansible, hostprereq, paths, stages, ui
+from clusterlab import access, ansible, hostprereq, paths, stages, ui
 from clusterlab import inventory as inventory_mod
+from clusterlab import manifests as manifests_mod
 from clusterlab.providers import ProviderError, get_provider
 from clusterlab.spec import SpecError, load_spec_file
 
@@ -118,21 +120,27 @@ def _provider(c, lab):
     return s, get_provider(s)
 
 
+UNTIL_HELP = "Stop after this stage: " + ", ".join(
+    s.name + ("" if s.built else " (not built yet)") for s in stages.PIPELINE
+)
+
+
 @lab_task(
     help={
-        "skip_prepare": "Only create the nodes; skip prepare and verify.",
+        "until": UNTIL_HELP + " (default: every built stage).",
         "trust_new_hosts": "Static provider: record host keys of nodes seen for the first time "
         "(trust on first use). Without it, unknown host keys are refused.",
     }
 )
-def up(c, lab=None, skip_prepare=False, trust_new_hosts=False):
-    """Create the lab's nodes (idempotent), then prepare and verify them."""
+def up(c, lab=None, until=None, trust_new_hosts=False):
+    """Create the lab's nodes (idempotent), run the stages in order, then verify what ran."""
     s, prov = _provider(c, lab)
     prov.trust_new_hosts = trust_new_hosts
-    _up(s, prov, skip_prepare)
+    _up(s, prov, until)
 
 
-def _up(s: dict, prov, skip_prepare: bool = False) -> None:
+def _up(s: dict, prov, until: str | None = None) -> None:
+    todo = stages.stages_until(until)  # an unknown or unbuilt stage is refused before any work
     setup_missing = hostprereq.ensure(s["provider"])
     if setup_missing:
         raise ProviderError(
@@ -140,9 +148,17 @@ def _up(s: dict, prov, skip_prepare: bool = False) -> None:
         )
     with ui.stage(f"provision ({s['provider']})"):
         prov.create()
-    if not skip_prepare:
-        stages.prepare(s)
-        stages.verify(s, ["nodes"])
+    _run_stages(s, todo)
+
+
+def _run_stages(s: dict, todo: list) -> None:
+    """Run the playbook stages of `todo` in order, then verify the layers they checked."""
+    for stage in todo:
+        if stage.playbook:
+            stages.run_stage(s, stage.name)
+    layers = [st.layer for st in todo if st.layer]
+    if layers:
+        stages.verify(s, layers)
 
 
 @lab_task
@@ -183,7 +199,40 @@ def ssh(c, node, lab=None):
 @lab_task
 def prepare(c, lab=None):
     """Re-run the prepare stage (OS bootstrap, node prep, containerd, storage prerequisites)."""
-    stages.prepare(load(c, lab))
+    stages.run_stage(load(c, lab), "prepare")
+
+
+@lab_task
+def kubernetes(c, lab=None):
+    """Re-run the Kubernetes stage (binaries, kubelet, kubeadm init/join, CNI, kubeconfig)."""
+    stages.run_stage(load(c, lab), "kubernetes")
+
+
+@lab_task
+def kubeconfig(c, lab=None):
+    """Print the path of the lab's admin kubeconfig (written by the Kubernetes stage)."""
+    print(access.kubeconfig_path(load(c, lab)))
+
+
+@lab_task
+def kubectl(c, lab=None):
+    """Run the lab's checksummed kubectl against its cluster: inv kubectl -- get nodes -o wide."""
+    s = load(c, lab)
+    args = shlex.split(getattr(c, "remainder", "") or "")
+    raise Exit(code=subprocess.call(access.kubectl_command(s, args), env=access.kubectl_env(s)))
+
+
+@lab_task(
+    help={
+        "out": "Write into this directory (default: ./manifests/LAB). Existing files are replaced.",
+    }
+)
+def manifests(c, lab=None, out=None):
+    """Write what the lab would hand to kubeadm or apply (kubeadm/, cni/ …), touching no node."""
+    s = load(c, lab)
+    target = Path(out) if out else Path.cwd() / "manifests" / s["name"]
+    for line in manifests_mod.render(s, target):
+        print(line)
 
 
 @lab_task(help={"layer": "Only this layer: nodes, kubernetes, ceph, demos."})
@@ -218,27 +267,32 @@ def reset(c, lab=None, yes=False):
 
 @lab_task(
     help={
-        "keep_nodes": "Reset and redeploy on the existing nodes instead of down + up.",
+        "keep_nodes": "Reset and run the stages again on the existing nodes instead of down + up.",
+        "until": UNTIL_HELP + ".",
         "yes": "With --keep-nodes: do not ask before wiping the data disks.",
     }
 )
-def rebuild(c, lab=None, keep_nodes=False, yes=False):
-    """Build the lab again: down + up, or with --keep-nodes reset + prepare + verify."""
+def rebuild(c, lab=None, keep_nodes=False, until=None, yes=False):
+    """Build the lab again: down + up, or with --keep-nodes reset + every stage + verify."""
     s, prov = _provider(c, lab)
+    todo = stages.stages_until(until)
     timings: dict[str, float] = {}
     if keep_nodes:
         confirm_reset(s, yes)
         with ui.stage("rebuild: reset", timings):
             stages.reset(s)
-        with ui.stage("rebuild: prepare", timings):
-            stages.prepare(s)
+        for stage in todo:
+            if stage.playbook:
+                with ui.stage(f"rebuild: {stage.name}", timings):
+                    stages.run_stage(s, stage.name)
+        layers = [st.layer for st in todo if st.layer]
         with ui.stage("rebuild: verify", timings):
-            stages.verify(s, ["nodes"])
+            stages.verify(s, layers)
     else:
         with ui.stage("rebuild: down", timings):
             prov.destroy()
         with ui.stage("rebuild: up", timings):
-            _up(s, prov)
+            _up(s, prov, until)
     ui.info("rebuild: " + ", ".join(f"{k.split(': ')[1]} {v:.1f} s" for k, v in timings.items()))
 
 
@@ -317,6 +371,10 @@ TASKS = [
     status,
     ssh,
     prepare,
+    kubernetes,
+    kubeconfig,
+    kubectl,
+    manifests,
     verify,
     reset,
     rebuild,

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from clusterlab import paths
+from clusterlab import hostkernel, paths
 from clusterlab.oses import OSES
 
 GROUPS_BY_ROLE = {"control_plane": "kube_control_plane", "etcd": "etcd", "worker": "kube_node"}
@@ -30,6 +30,7 @@ def group_vars(spec: dict) -> dict[str, Any]:
     """Variables every play sees, derived from the spec."""
     rook = spec["rook"]
     kube = spec["kubernetes"]
+    state = paths.state_dir(spec["name"])
     os_info = OSES[spec["os"]]
     return {
         "clusterlab_lab": spec["name"],
@@ -38,6 +39,7 @@ def group_vars(spec: dict) -> dict[str, Any]:
         "clusterlab_os_family": os_info.family,
         "clusterlab_cidr": spec["network"]["cidr"],
         "clusterlab_shared_kernel": spec["provider"] == "local",
+        "clusterlab_cgroup_v1": spec["provider"] == "local" and hostkernel.cgroup_v1(),
         "kube_version": kube["version"],
         "kube_network_plugin": kube["cni"],
         "kube_pods_subnet": kube["pod_cidr"],
@@ -52,6 +54,13 @@ def group_vars(spec: dict) -> dict[str, Any]:
         "rook_data_dir_host_path": rook["data_dir_host_path"],
         "artifacts_cache_dir": spec["artifacts"]["cache_dir"],
         "artifacts_mirror_url": spec["artifacts"]["mirror_url"] or "",
+        "artifacts_image_registry": spec["artifacts"]["image_registry"] or "",
+        # Controller side: the lab's state dir, its admin kubeconfig and the cached kubectl.
+        "clusterlab_state_dir": str(state),
+        "clusterlab_kubeconfig": str(state / "kubeconfig"),
+        "clusterlab_kubectl": str(
+            paths.cached_download(spec, "kubectl", kube["version"], "kubectl")
+        ),
         "clusterlab_demos": spec["demos"],
     }
 

@@ -28,3 +28,13 @@ def state_dir(lab: str) -> Path:
 def cache_root() -> Path:
     env = os.environ.get("CLUSTERLAB_CACHE")
     return Path(env).resolve() if env else Path.home() / ".cache" / "clusterlab"
+
+
+def download_cache(spec: dict) -> Path:
+    """The controller's download cache of a lab (the spec's artifacts.cache_dir)."""
+    return Path(os.path.expanduser(spec["artifacts"]["cache_dir"]))
+
+
+def cached_download(spec: dict, name: str, version: str, filename: str) -> Path:
+    """Where the download mechanism keeps one file: <cache>/<name>/<version>/<filename>."""
+    return download_cache(spec) / name / version / filename

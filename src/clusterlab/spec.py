@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from clusterlab import releases
 from clusterlab.oses import OSES, providers_for
 
 PROVIDERS = ("local", "vagrant", "static")
@@ -28,8 +29,12 @@ ROOK_MODES = ("host", "pvc")
 DEMOS = ("pv-pvc", "csi", "statefulset", "redis-ha")
 VAGRANT_PROVIDERS = ("libvirt", "virtualbox")
 BECOME_METHODS = ("sudo", "su", "none")
-K8S_MINORS = (31, 32, 33, 34, 35, 36)  # what Rook v1.20.6 supports
 MIN_CEPH_DISK = 5 * 1024**3
+# The NIC every Vagrant VM also has (vagrant-libvirt's management network, VirtualBox NAT).
+VAGRANT_MANAGEMENT_NETS = {
+    "libvirt": ipaddress.IPv4Network("192.168.121.0/24"),
+    "virtualbox": ipaddress.IPv4Network("10.0.2.0/24"),
+}
 FIRST_HOST_OFFSET = 11  # node addresses start at .11; .1 is the host/bridge side
 
 REQUIRED = object()
@@ -53,7 +58,13 @@ FIELDS: dict[str, Field] = {
     ),
     "nodes": Field("list|map", REQUIRED, "Explicit node list, or the count form below."),
     "nodes[].name": Field("str", REQUIRED, "Node name (hostname), unique in the lab."),
-    "nodes[].roles": Field("list", ["worker"], "Any of control_plane, etcd, worker.", ROLES),
+    "nodes[].roles": Field(
+        "list",
+        ["worker"],
+        "Any of control_plane, etcd, worker. One control plane; etcd runs stacked on it "
+        "(kubeadm's local etcd), so a control plane always has etcd and etcd needs control_plane.",
+        ROLES,
+    ),
     "nodes[].cpus": Field("int", 2, "vCPUs (vagrant)."),
     "nodes[].memory": Field("int", 2048, "Memory in MiB (vagrant)."),
     "nodes[].address": Field(
@@ -72,15 +83,25 @@ FIELDS: dict[str, Field] = {
         "enum", "sudo", "How a non-root user becomes root (static).", BECOME_METHODS
     ),
     "nodes.count": Field("int", REQUIRED, "Count form: number of nodes."),
-    "nodes.control_plane": Field("int", 1, "Count form: the first N nodes are control planes."),
+    "nodes.control_plane": Field(
+        "int", 1, "Count form: control planes (one: no HA API endpoint); the first node."
+    ),
     "nodes.etcd": Field(
-        "int", None, "Count form: the first N nodes run etcd (default: 1, or 3 when count ≥ 3)."
+        "int",
+        None,
+        "Count form: etcd members; etcd runs stacked on the control planes, so this equals control_plane.",
     ),
     "nodes.name_prefix": Field("str", "node", "Count form: names are <prefix>1, <prefix>2, …"),
     "nodes.cpus": Field("int", 2, "Count form: vCPUs per node."),
     "nodes.memory": Field("int", 2048, "Count form: memory per node in MiB."),
     "nodes.disks": Field("list", [], "Count form: data disks of every node."),
-    "kubernetes.version": Field("str", "1.35.8", "Kubernetes version (1.31–1.36)."),
+    "kubernetes.version": Field(
+        "str",
+        releases.default_version(),
+        "Kubernetes version: a pinned patch ("
+        + ", ".join(releases.kube_releases())
+        + "), or a minor like 1.34 for its pinned patch.",
+    ),
     "kubernetes.cni": Field("enum", "calico", "Pod network plugin.", CNIS),
     "kubernetes.pod_cidr": Field("cidr", "10.233.64.0/18", "Pod network."),
     "kubernetes.service_cidr": Field("cidr", "10.233.0.0/18", "Service network."),
@@ -318,12 +339,22 @@ def normalize(raw: Any) -> dict:
     kube = out["kubernetes"] = section("kubernetes")
     version = kube["version"]
     if version is not None:
-        m = re.fullmatch(r"v?1\.(\d+)\.(\d+)", version)
+        m = re.fullmatch(r"v?1\.(\d+)(?:\.(\d+))?", version)
+        pinned = ", ".join(releases.kube_releases())
         if not m:
-            ck.bad("kubernetes.version", f"{version!r} is not a version like 1.35.8")
-        elif int(m.group(1)) not in K8S_MINORS:
-            allowed = ", ".join(f"1.{n}.x" for n in K8S_MINORS)
-            ck.bad("kubernetes.version", f"{version} is not supported by Rook v1.20.6", allowed)
+            ck.bad("kubernetes.version", f"{version!r} is not a version like 1.35.9 or 1.35")
+        elif m.group(2) is None:
+            newest = releases.newest_patch(int(m.group(1)))
+            if newest is None:
+                ck.bad("kubernetes.version", f"no pinned release of {version}", pinned)
+            else:
+                kube["version"] = newest
+        elif version.lstrip("v") not in releases.kube_releases():
+            ck.bad(
+                "kubernetes.version",
+                f"{version} is not pinned (no checksums for its binaries)",
+                pinned,
+            )
         else:
             kube["version"] = version.lstrip("v")
     nets = {}
@@ -338,6 +369,12 @@ def normalize(raw: Any) -> dict:
     for key, net in nets.items():
         if net and cidr and net.overlaps(cidr):
             ck.bad(f"kubernetes.{key}", f"overlaps network.cidr {cidr}")
+        mgmt = VAGRANT_MANAGEMENT_NETS.get(out["vagrant"]["provider"] or "")
+        if net and provider == "vagrant" and mgmt and net.overlaps(mgmt):
+            ck.bad(
+                f"kubernetes.{key}",
+                f"overlaps {mgmt}, the {out['vagrant']['provider']} management network of the VMs",
+            )
 
     out["rook"] = _rook(ck, section("rook"), out["nodes"])
     out["artifacts"] = section("artifacts")
@@ -376,17 +413,18 @@ def _expand_counts(ck: _Checker, form: dict) -> list[dict]:
     if cp is not None and not 1 <= cp <= count:
         ck.bad("nodes.control_plane", f"{cp} control planes for {count} nodes", f"1 … {count}")
     etcd = vals["etcd"]
-    if etcd is None:
-        etcd = 3 if count >= 3 else 1
-    elif not 0 <= etcd <= count:
-        ck.bad("nodes.etcd", f"{etcd} etcd members for {count} nodes", f"1 … {count}, odd")
+    if etcd is not None and cp is not None and etcd != cp:
+        ck.bad(
+            "nodes.etcd",
+            f"{etcd} etcd members with {cp} control plane(s): etcd runs stacked on the "
+            "control planes (kubeadm's local etcd)",
+            f"{cp}, or leave it out",
+        )
     nodes = []
     for i in range(count):
         roles = []
         if cp is not None and i < cp:
             roles.append("control_plane")
-        if i < etcd:
-            roles.append("etcd")
         roles.append("worker")
         nodes.append(
             {
@@ -439,6 +477,15 @@ def _nodes(ck: _Checker, raw: Any, out: dict, cidr: ipaddress.IPv4Network | None
         for j, role in enumerate(roles):
             if role not in ROLES:
                 ck.bad(f"{path}.roles[{j}]", f"{role!r} is not a role", ", ".join(ROLES))
+        if "etcd" in roles and "control_plane" not in roles:
+            ck.bad(
+                f"{path}.roles",
+                "etcd without control_plane: etcd runs stacked on the control plane "
+                "(kubeadm's local etcd)",
+                "control_plane with etcd, or drop etcd",
+            )
+        if "control_plane" in roles:
+            roles = [*roles, "etcd"]
         node["roles"] = [r for r in ROLES if r in roles]
         for key, low in (("cpus", 1), ("memory", 512), ("port", 1)):
             if node[key] is not None and node[key] < low:
@@ -462,10 +509,15 @@ def _nodes(ck: _Checker, raw: Any, out: dict, cidr: ipaddress.IPv4Network | None
             except ValueError:
                 ck.bad(f"{path}.address", f"{addr!r} is not an IPv4 address")
             else:
-                if provider != "static" and cidr is not None:
+                if cidr is not None:
                     if ip not in cidr or ip in (cidr.network_address, cidr.broadcast_address):
-                        ck.bad(f"{path}.address", f"{ip} is not a host address in {cidr}")
-                    elif ip == cidr.network_address + 1:
+                        hint = (
+                            "; on static labs network.cidr is the nodes' own network"
+                            if provider == "static"
+                            else ""
+                        )
+                        ck.bad(f"{path}.address", f"{ip} is not a host address in {cidr}{hint}")
+                    elif ip == cidr.network_address + 1 and provider != "static":
                         ck.bad(
                             f"{path}.address",
                             f"{ip} is the lab's gateway",
@@ -527,9 +579,14 @@ def _nodes(ck: _Checker, raw: Any, out: dict, cidr: ipaddress.IPv4Network | None
     if nodes:
         if not any("control_plane" in n["roles"] for n in nodes):
             ck.bad("nodes", "no node has the control_plane role", "at least one")
-        etcd = sum("etcd" in n["roles"] for n in nodes)
-        if etcd % 2 == 0:
-            ck.bad("nodes", f"{etcd} etcd members: etcd needs an odd count", "1, 3, 5")
+        cps = [n["name"] for n in nodes if "control_plane" in n["roles"]]
+        if len(cps) > 1:
+            ck.bad(
+                "nodes",
+                f"{len(cps)} control planes ({', '.join(map(str, cps))}): clusterlab builds one "
+                "control plane with stacked etcd (no HA API endpoint)",
+                "control_plane on one node",
+            )
         if not any("worker" in n["roles"] for n in nodes):
             ck.bad("nodes", "no node has the worker role", "at least one")
     return nodes

@@ -1,4 +1,9 @@
-"""Pipeline stages after provisioning: prepare (Ansible) and verify (testinfra), with logs and timings."""
+"""The pipeline: one ordered table of stages, each a playbook plus the verify layer that checks it.
+
+`up --until`, `rebuild --keep-nodes`, `verify` and the README all read PIPELINE; a stage's
+name appears nowhere else. Each stage run writes its log, its timing, and a marker that it
+completed (so `verify` knows which layers apply, and `reset` clears the markers it undoes).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,92 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from clusterlab import ansible, become, paths, ui
 from clusterlab.providers import ProviderError
 
-# verify layer -> its testinfra module under tests/infra/, or None while its stage is not built
-LAYERS = {
-    "nodes": "test_nodes.py",
-    "kubernetes": None,
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    summary: str
+    playbook: str | None  # None: provision, done in Python by the provider
+    layer: str | None  # the verify layer that checks it
+    built: bool = True
+
+
+PIPELINE: tuple[Stage, ...] = (
+    Stage(
+        "provision", "the provider creates the nodes, the inventory and the SSH config", None, None
+    ),
+    Stage(
+        "prepare",
+        "OS bootstrap, swap/modules/sysctls/time, containerd, Ceph disk prerequisites",
+        "prepare.yml",
+        "nodes",
+    ),
+    Stage(
+        "kubernetes",
+        "binaries, kubelet, kubeadm init/join (v1beta4), CNI, kubeconfig",
+        "kubernetes.yml",
+        "kubernetes",
+    ),
+    Stage(
+        "rook", "Rook operator, CephCluster, block/file/object storage", "rook.yml", "ceph", False
+    ),
+)
+STAGES = {s.name: s for s in PIPELINE}
+
+# verify layer -> its testinfra module under tests/infra/ (demos: not built yet)
+LAYERS = {s.layer: f"test_{s.layer}.py" for s in PIPELINE if s.layer and s.built} | {
     "ceph": None,
     "demos": None,
 }
+
+
+class NotBuilt(ProviderError):
+    pass
+
+
+def stages_until(until: str | None) -> list[Stage]:
+    """The built stages from provision through `until` (default: every built stage)."""
+    if until is not None and until not in STAGES:
+        raise ProviderError(
+            f"unknown stage {until!r} (stages: {', '.join(s.name for s in PIPELINE)})"
+        )
+    out = []
+    for stage in PIPELINE:
+        if not stage.built:
+            if stage.name == until:
+                raise NotBuilt(f"not implemented yet: {stage.name}")
+            break
+        out.append(stage)
+        if stage.name == until:
+            break
+    return out
+
+
+def done_marker(spec: dict, stage: str) -> Path:
+    return paths.state_dir(spec["name"]) / "stages" / f"{stage}.done"
+
+
+def mark_done(spec: dict, stage: str) -> None:
+    marker = done_marker(spec, stage)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+
+
+def clear_done_after(spec: dict, stage: str) -> None:
+    """Forget that the stages after `stage` completed (reset undid them)."""
+    names = [s.name for s in PIPELINE]
+    for later in names[names.index(stage) + 1 :]:
+        done_marker(spec, later).unlink(missing_ok=True)
+
+
+def layers_done(spec: dict) -> list[str]:
+    return [s.layer for s in PIPELINE if s.layer and s.built and done_marker(spec, s.name).exists()]
 
 
 def inventory_file(spec: dict) -> Path:
@@ -56,20 +135,31 @@ def run_playbook_stage(
     return result
 
 
-def prepare(spec: dict) -> dict:
-    return run_playbook_stage(spec, "prepare", "prepare.yml")
+def run_stage(spec: dict, name: str) -> dict:
+    """Run one playbook stage of the pipeline and record that it completed."""
+    stage = STAGES[name]
+    if not stage.built or stage.playbook is None:
+        raise NotBuilt(f"not implemented yet: {name}")
+    result = run_playbook_stage(spec, name, stage.playbook)
+    mark_done(spec, name)
+    return result
 
 
 def reset(spec: dict) -> dict:
     """Run the reset playbook (already confirmed by the caller)."""
-    return run_playbook_stage(spec, "reset", "reset.yml", extra_vars={"reset_confirmation": "yes"})
+    result = run_playbook_stage(
+        spec, "reset", "reset.yml", extra_vars={"reset_confirmation": "yes"}
+    )
+    clear_done_after(spec, "prepare")  # the nodes stay prepared; later stages are undone
+    return result
 
 
 def verify(spec: dict, layers: list[str] | None = None) -> None:
-    """Run the testinfra layers; a layer whose stage is not built is reported as skipped."""
+    """Run the testinfra layers; a layer whose stage is not built or has not run is skipped."""
     inv = inventory_file(spec)
     state = paths.state_dir(spec["name"])
     wanted = layers or list(LAYERS)
+    done = layers_done(spec)
     unknown = [x for x in wanted if x not in LAYERS]
     if unknown:
         raise ProviderError(
@@ -79,6 +169,13 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
         module = LAYERS[layer]
         if module is None:
             ui.info(f"--  verify {layer}: skipped (its stage is not built yet)")
+            continue
+        if layer not in done:
+            stage = next(s.name for s in PIPELINE if s.layer == layer)
+            ui.info(
+                f"--  verify {layer}: skipped (the {stage} stage has not run on this lab; "
+                f"inv up --lab {spec['name']} --until {stage})"
+            )
             continue
         report = state / "reports" / f"verify-{layer}.xml"
         report.parent.mkdir(parents=True, exist_ok=True)

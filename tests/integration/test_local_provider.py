@@ -190,7 +190,7 @@ def test_cli_not_root_is_refused(labs, tmp_path):
             "--reuid=65534",
             "--regid=65534",
             "--clear-groups",
-            *labs.cli_argv("up", "--lab", "default", "--skip-prepare"),
+            *labs.cli_argv("up", "--lab", "default", "--until", "provision"),
         ],
         env=env,
         capture_output=True,
@@ -206,7 +206,7 @@ def test_cli_not_root_is_refused(labs, tmp_path):
 def test_cli_up_status_ssh_down(labs):
     labs.spec("itcli", 110, nodes=2)
     prov = labs.provider(labs.spec("itcli", 110, nodes=2))
-    res = labs.cli("up", "--lab", "itcli", "--skip-prepare")
+    res = labs.cli("up", "--lab", "itcli", "--until", "provision")
     assert "provision (local)" in res.stderr
     status = labs.cli("status", "--lab", "itcli").stdout.splitlines()
     assert status[0].split() == ["NODE", "STATE", "ADDRESS", "DISKS"]

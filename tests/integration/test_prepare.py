@@ -14,12 +14,12 @@ def test_prepare_idempotent_verified_and_runs_a_container(labs):
     prov = labs.provider(spec)
     prov.create()
 
-    first = stages.prepare(spec)
+    first = stages.run_stage(spec, "prepare")
     assert sorted(first) == ["node1", "node2", "node3"]
     assert all(r["failed"] == 0 and r["unreachable"] == 0 for r in first.values())
     assert all(r["changed"] > 0 for r in first.values()), "a fresh node must change"
 
-    second = stages.prepare(spec)
+    second = stages.run_stage(spec, "prepare")
     assert {h: r["changed"] for h, r in second.items()} == {"node1": 0, "node2": 0, "node3": 0}
 
     stages.verify(spec, ["nodes"])  # raises when the node layer fails
@@ -45,7 +45,7 @@ def test_prepare_refuses_a_disk_with_a_filesystem(labs):
     prov.create()
     assert ssh(prov, "node1", "mkfs.ext4 -q -F /dev/vdb").returncode == 0
     with pytest.raises(AnsibleError) as exc:
-        stages.prepare(spec)
+        stages.run_stage(spec, "prepare")
     assert "/dev/vdb on node1 is not a usable Ceph data disk: it carries signatures: ext4" in str(
         exc.value
     )

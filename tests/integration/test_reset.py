@@ -99,7 +99,7 @@ def test_three_cycles_then_a_clean_reset_changes_nothing(labs):
             else:  # first cycle: the disk tool is not on the node before the first reset or prepare
                 ssh(prov, node, f"printf '{BLUESTORE}' | dd of=/dev/vdb conv=notrunc status=none")
         stages.reset(spec)
-        stages.prepare(spec)
+        stages.run_stage(spec, "prepare")
         stages.verify(spec, ["nodes"])
         for node in ("node1", "node2"):
             assert disk_state(prov, node, "/dev/vdb")["clean"]

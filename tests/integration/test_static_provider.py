@@ -65,11 +65,13 @@ def test_static_lab_trust_prepare_verify_and_down(labs, machines):
     assert "--trust-new-hosts" in str(exc.value)
     assert not prov.state.exists()
 
-    res = labs.cli("up", "--lab", "itstatic", "--skip-prepare", check=False)
+    res = labs.cli("up", "--lab", "itstatic", "--until", "provision", check=False)
     assert res.returncode == 1
     assert "unknown host key" in res.stderr
 
-    res = labs.cli("up", "--lab", "itstatic", "--trust-new-hosts")  # provision + prepare + verify
+    res = labs.cli(
+        "up", "--lab", "itstatic", "--trust-new-hosts", "--until", "prepare"
+    )  # provision + prepare + verify
     assert "trusting s1" in res.stderr
     assert "ok verify nodes" in res.stderr
     assert "StrictHostKeyChecking yes" in (prov.state / "ssh_config").read_text()
@@ -160,7 +162,7 @@ def test_non_root_user_with_sudo_password(labs, machines, monkeypatch):
     hv = yaml.safe_load((prov.state / "hosts.yml").read_text())["all"]["hosts"]["s1"]
     assert hv["ansible_user"] == "labber"
     assert hv["ansible_become"] is True
-    result = stages.prepare(spec)
+    result = stages.run_stage(spec, "prepare")
     assert all(r["failed"] == 0 for r in result.values())
     assert (
         ssh(

@@ -148,7 +148,9 @@ def test_vagrant_up_verify_down(labs, libvirt, tmp_path):
     state = labs.state_root / LAB
     try:
         home = {"VAGRANT_HOME": str(vagrant_home)}
-        res = labs.cli("up", "--lab", LAB, check=False, env_extra=home, timeout=900)
+        res = labs.cli(
+            "up", "--lab", LAB, "--until", "prepare", check=False, env_extra=home, timeout=900
+        )
         assert res.returncode == 0, res.stdout + res.stderr[-4000:]
         assert "ok verify nodes" in res.stderr
         assert ssh(state / "ssh_config", "node1", "hostname").stdout.strip() == "node1"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import socket
 import json
+import socket
 import subprocess
 import sys
 import tarfile

@@ -27,7 +27,7 @@ BASE = {
 STATIC_NODE = {
     "name": "s1",
     "roles": ["control_plane", "etcd", "worker"],
-    "address": "10.1.1.5",
+    "address": "10.213.9.5",
     "user": "admin",
     "disks": [{"device": "/dev/sdb"}],
 }
@@ -82,7 +82,7 @@ def test_defaults_filled_and_counts_expanded():
     assert spec["kubernetes"]["service_cidr"] == "10.233.0.0/18"
     assert [n["address"] for n in spec["nodes"]] == ["10.213.9.11", "10.213.9.12", "10.213.9.13"]
     assert spec["nodes"][0]["roles"] == ["control_plane", "etcd", "worker"]
-    assert spec["nodes"][1]["roles"] == ["etcd", "worker"]  # etcd defaults to 3 with 3 nodes
+    assert spec["nodes"][1]["roles"] == ["worker"]  # etcd is stacked on the one control plane
     assert spec["nodes"][0]["disks"][0]["device"] == "/dev/vdb"
     assert spec["rook"]["mon_count"] == 3
     assert spec["rook"]["replica_size"] == 3
@@ -183,17 +183,59 @@ BAD_SPECS = [
         "control_plane",
     ),
     (
-        "even-etcd",
+        "etcd-without-control-plane",
         with_(
             nodes=[
                 {"name": "a", "roles": ["control_plane", "etcd"]},
                 {"name": "b", "roles": ["etcd"]},
             ]
         ),
-        "nodes",
-        "odd",
+        "nodes[1].roles",
+        "stacked",
     ),
-    ("no-etcd", with_(nodes=[{"name": "a", "roles": ["control_plane", "worker"]}]), "nodes", "odd"),
+    (
+        "two-control-planes",
+        with_(nodes={"count": 3, "control_plane": 2, "disks": [{"size": "10G"}]}),
+        "nodes",
+        "one control plane",
+    ),
+    (
+        "count-etcd-not-control-planes",
+        with_(nodes={"count": 3, "etcd": 3, "disks": [{"size": "10G"}]}),
+        "nodes.etcd",
+        "stacked",
+    ),
+    (
+        "static-node-outside-cidr",
+        {
+            **with_(provider="static", os="rocky9", network={"cidr": "10.213.7.0/24"}),
+            "nodes": [{**STATIC_NODE, "address": "10.99.0.5"}],
+        },
+        "nodes[0].address",
+        "the nodes' own network",
+    ),
+    (
+        "pods-overlap-libvirt-management",
+        with_(
+            provider="vagrant",
+            os="rocky9",
+            kubernetes={"pod_cidr": "192.168.0.0/16", "service_cidr": "10.96.0.0/12"},
+        ),
+        "kubernetes.pod_cidr",
+        "management network",
+    ),
+    (
+        "version-not-pinned",
+        with_(kubernetes={"version": "1.35.1"}),
+        "kubernetes.version",
+        "not pinned",
+    ),
+    (
+        "version-minor-unknown",
+        with_(kubernetes={"version": "1.29"}),
+        "kubernetes.version",
+        "no pinned",
+    ),
     (
         "address-outside",
         with_(
@@ -304,7 +346,7 @@ BAD_SPECS = [
         "k8s-version-unsupported",
         with_(kubernetes={"version": "1.29.3"}),
         "kubernetes.version",
-        "1.31.x",
+        "1.31.14",
     ),
     ("bad-cni", with_(kubernetes={"cni": "weave"}), "kubernetes.cni", "calico, flannel"),
     (

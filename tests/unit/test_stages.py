@@ -1,0 +1,92 @@
+"""The pipeline table: --until, the playbooks site.yml imports, the role folders per stage."""
+
+from __future__ import annotations
+
+import configparser
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from clusterlab import paths, stages
+from clusterlab.providers import ProviderError
+
+pytestmark = pytest.mark.unit
+
+BUILT = [s for s in stages.PIPELINE if s.built]
+
+
+def names(todo) -> list[str]:
+    return [s.name for s in todo]
+
+
+def test_until_stops_after_the_named_stage():
+    assert names(stages.stages_until("provision")) == ["provision"]
+    assert names(stages.stages_until("prepare")) == ["provision", "prepare"]
+    assert names(stages.stages_until("kubernetes")) == ["provision", "prepare", "kubernetes"]
+    assert names(stages.stages_until(None)) == names(BUILT)
+
+
+def test_until_an_unbuilt_stage_is_refused():
+    unbuilt = [s.name for s in stages.PIPELINE if not s.built]
+    assert unbuilt, "every stage is built: drop this test"
+    with pytest.raises(stages.NotBuilt, match=f"not implemented yet: {unbuilt[0]}"):
+        stages.stages_until(unbuilt[0])
+
+
+def test_until_an_unknown_stage_names_the_stages():
+    with pytest.raises(ProviderError, match="stages: provision, prepare, kubernetes"):
+        stages.stages_until("kubernets")
+
+
+def test_site_imports_every_built_playbook_in_pipeline_order():
+    site = yaml.safe_load((paths.PLAYBOOKS / "site.yml").read_text())
+    imported = [play["ansible.builtin.import_playbook"] for play in site]
+    assert imported == [s.playbook for s in BUILT if s.playbook]
+    for playbook in imported:
+        assert (paths.PLAYBOOKS / playbook).is_file()
+
+
+def test_roles_are_grouped_by_stage_and_roles_path_lists_the_folders():
+    cfg = configparser.ConfigParser()
+    cfg.read(paths.ANSIBLE_CFG)
+    roles_path = cfg["defaults"]["roles_path"].split(":")
+    stage_dirs = [f"roles/{s.name}" for s in BUILT if s.playbook]
+    assert roles_path == ["roles/common", *stage_dirs, "roles/reset"]
+    on_disk = sorted(p.name for p in (paths.ROOT / "roles").iterdir() if p.is_dir())
+    assert on_disk == sorted(d.split("/")[1] for d in roles_path)
+    role_names = [r.name for d in roles_path for r in (paths.ROOT / d).iterdir() if r.is_dir()]
+    assert len(role_names) == len(set(role_names)), "role names must be unique across stages"
+
+
+def test_every_built_stage_has_a_verify_layer_module():
+    for s in BUILT:
+        if s.layer:
+            assert (paths.TESTS_INFRA / stages.LAYERS[s.layer]).is_file()
+
+
+def test_cli_up_until_unbuilt_stage_exits_1_and_creates_nothing(tmp_path):
+    env = dict(os.environ, CLUSTERLAB_STATE=str(tmp_path / "state"))
+    res = subprocess.run(
+        [sys.executable, "-m", "clusterlab", "up", "--until", "rook"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert res.returncode == 1
+    assert "not implemented yet: rook" in res.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_marks_and_layers_done(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path))
+    spec = {"name": "lab1"}
+    assert stages.layers_done(spec) == []
+    stages.mark_done(spec, "prepare")
+    stages.mark_done(spec, "kubernetes")
+    assert stages.layers_done(spec) == ["nodes", "kubernetes"]
+    stages.clear_done_after(spec, "prepare")
+    assert stages.layers_done(spec) == ["nodes"]
