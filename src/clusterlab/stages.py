@@ -207,3 +207,14 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
             record_timing(spec, f"verify-{layer}", time.monotonic() - start)
             if rc != 0:
                 raise ProviderError(f"verify {layer} failed (report: {report})")
+
+
+def pipeline_markdown() -> str:
+    """The pipeline table for README.md (a test keeps the two equal)."""
+    rows = ["| stage | what | playbook | verify layer |", "|---|---|---|---|"]
+    for s in PIPELINE:
+        playbook = f"`playbooks/{s.playbook}`" if s.playbook else "(provider, in Python)"
+        layer = s.layer or "—"
+        what = s.summary + ("" if s.built else " — not built yet")
+        rows.append(f"| `{s.name}` | {what} | {playbook} | {layer} |")
+    return "\n".join(rows)

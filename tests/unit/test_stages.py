@@ -90,3 +90,7 @@ def test_marks_and_layers_done(tmp_path, monkeypatch):
     assert stages.layers_done(spec) == ["nodes", "kubernetes"]
     stages.clear_done_after(spec, "prepare")
     assert stages.layers_done(spec) == ["nodes"]
+
+
+def test_readme_pipeline_table_is_the_pipeline():
+    assert stages.pipeline_markdown() in (paths.ROOT / "README.md").read_text()
