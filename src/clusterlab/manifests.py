@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -29,11 +30,13 @@ def lab_inventory(spec: dict) -> dict:
     return inventory.render(spec, get_provider(spec).planned_connections())
 
 
-def render(spec: dict, out_dir: Path) -> list[Path]:
+def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
     """Write the lab's manifests under out_dir; return the files written, sorted.
 
-    Every folder the playbook writes (kubeadm/, cni/, ...) replaces the one of that name in
-    out_dir, so a node or manifest that is gone leaves no stale file; nothing else is touched.
+    tags: only these plays of playbooks/manifests.yml (kubeadm, cni, ...); default all.
+
+    Every folder (kubeadm/, cni/, ...) or file the playbook writes replaces the one of that name
+    in out_dir, so a node or manifest that is gone leaves no stale file; nothing else is touched.
     """
     out_dir = Path(out_dir).resolve()
     with tempfile.TemporaryDirectory(prefix="clusterlab-manifests-") as tmp:
@@ -49,6 +52,7 @@ def render(spec: dict, out_dir: Path) -> list[Path]:
                 PLAYBOOK,
                 hosts,
                 work / "manifests.log",
+                extra_args=["--tags", ",".join(tags)] if tags else None,
                 extra_vars={
                     "manifests_out_dir": str(rendered),
                     "ansible_connection": "local",
@@ -62,12 +66,14 @@ def render(spec: dict, out_dir: Path) -> list[Path]:
             ) from exc
         out_dir.mkdir(parents=True, exist_ok=True)
         written: list[Path] = []
-        for folder in sorted(rendered.iterdir()):
-            target = out_dir / folder.name
+        for entry in sorted(rendered.iterdir()):
+            target = out_dir / entry.name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             elif target.exists() or target.is_symlink():
                 target.unlink()
-            shutil.move(str(folder), target)
-            written += [p for p in target.rglob("*") if p.is_file()]
+            shutil.move(str(entry), target)
+            written += (
+                [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
+            )
     return sorted(written)

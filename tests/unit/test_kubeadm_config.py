@@ -50,10 +50,11 @@ def render_lab(spec: dict, out, monkeypatch) -> dict[str, list[dict]]:
     """Render with an empty state root (a lab that is up must not change the result)."""
     state = out.parent / f"{out.name}-state"
     monkeypatch.setenv("CLUSTERLAB_STATE", str(state))
-    files = manifests.render(spec, out)
+    files = manifests.render(spec, out, tags=["kubeadm"])
     assert not state.exists(), "manifests created a state dir"
-    assert all(f.parent == out / "kubeadm" for f in files), files
-    return {f.stem: list(yaml.safe_load_all(f.read_text())) for f in files}
+    assert files == sorted(f for f in out.rglob("*") if f.is_file() and f.name != "notes.txt")
+    kubeadm = [f for f in files if f.parent == out / "kubeadm"]
+    return {f.stem: list(yaml.safe_load_all(f.read_text())) for f in kubeadm}
 
 
 @pytest.fixture(scope="module")
