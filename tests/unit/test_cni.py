@@ -15,13 +15,14 @@ import json
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version, major_minor
 
-from clusterlab import ansible, cni, inventory, paths
+from clusterlab import ansible, cni, inventory, paths, releases
 from clusterlab.providers import get_provider
 from clusterlab.spec import load_spec_file
 
@@ -556,3 +557,36 @@ def test_manifests_play_fails_on_an_upstream_manifest_it_cannot_change(tmp_path)
     assert "has no DaemonSet kube-system/calico-node" in res.stdout
     assert not (out / "cni" / "calico.yaml").exists()
     assert not (out / "MISSING.txt").exists()  # not mistaken for a download problem
+
+
+# ---------------------------------------------------------------- the pinned upstream manifests
+
+
+def pinned(item: str) -> dict:
+    table = yaml.safe_load((paths.ROOT / "roles/common/download/defaults/main.yml").read_text())
+    return table["download_table"][item]
+
+
+@pytest.mark.parametrize("plugin", cni.PLUGINS)
+def test_pinned_upstream_manifest_from_the_controller_cache(plugin):
+    """Where `clusterlab manifests` or the stage has fetched the real manifest (a machine
+    that reaches GitHub, or artifacts.mirror_url), the transform must still find everything
+    it changes in it, and the result must be valid at every supported minor."""
+    entry = pinned(f"{plugin}_manifest")
+    cache = Path(load_spec_file(paths.lab_spec_file("default"))["artifacts"]["cache_dir"])
+    cached = (
+        cache.expanduser()
+        / f"{plugin}_manifest"
+        / entry["version"]
+        / entry["url"].rpartition("/")[2]
+    )
+    if not cached.is_file():
+        pytest.skip(
+            f"{entry['url']} is not in the controller cache ({cached}); it is fetched there by `clusterlab manifests` where it can be downloaded"
+        )
+    text = cached.read_text()
+    assert hashlib.sha256(text.encode()).hexdigest() == entry["sha256"]
+    docs = list(yaml.safe_load_all(text))
+    out = cni.customize(docs, plugin, pod_cidr="10.233.64.0/18", lab_cidr="10.213.0.0/24")
+    for minor in releases.minors():
+        validate_all(out, f"1.{minor}.0")
