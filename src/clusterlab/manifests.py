@@ -18,8 +18,8 @@ from clusterlab.providers import get_provider
 PLAYBOOK = paths.PLAYBOOKS / "manifests.yml"
 
 
-class ManifestsError(Exception):
-    pass
+class ManifestsError(ansible.AnsibleError):
+    """The manifests playbook failed; the message has the failed tasks (tasks print it)."""
 
 
 def lab_inventory(spec: dict) -> dict:
