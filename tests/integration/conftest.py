@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -140,21 +142,47 @@ def leaks(prov) -> list[str]:
     return found
 
 
-@pytest.fixture
-def labs(tmp_path, monkeypatch):
-    root = tmp_path
+def lab_bridges() -> set[str]:
+    return {p.name for p in Path("/sys/class/net").glob("cl-*")}
+
+
+@contextlib.contextmanager
+def labs_in(root: Path) -> Iterator[Labs]:
+    """Labs under root; afterwards every lab made is destroyed and leaks are reported.
+
+    Host sysctls must be back to their values from before when no lab remains that was not
+    there before (the last lab's `down` restores them).
+    """
     lab = Labs(root)
     lab.inventories.mkdir()
-    monkeypatch.setenv("CLUSTERLAB_STATE", str(lab.state_root))
-    monkeypatch.setenv("CLUSTERLAB_INVENTORIES", str(lab.inventories))
-    monkeypatch.setattr(paths, "INVENTORIES", lab.inventories)
-    yield lab
+    bridges, sysctls = lab_bridges(), local.host_sysctl_values()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLUSTERLAB_STATE", str(lab.state_root))
+        mp.setenv("CLUSTERLAB_INVENTORIES", str(lab.inventories))
+        mp.setattr(paths, "INVENTORIES", lab.inventories)
+        yield lab
     left = {p.lab: leaks(p) for p in lab.made}
     for prov in lab.made:  # clean up whatever the test left, then report it
         try:
             prov.destroy()
         except Exception as exc:
             left.setdefault(prov.lab, []).append(f"destroy failed: {exc}")
+    if lab_bridges() <= bridges:
+        now = local.host_sysctl_values()
+        left["host"] = [f"sysctl {k}={now[k]} (was {v})" for k, v in sysctls.items() if now[k] != v]
     left = {k: v for k, v in left.items() if v}
     if left:
         pytest.fail(f"leaked after the test: {left}")
+
+
+@pytest.fixture
+def labs(tmp_path):
+    with labs_in(tmp_path) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def module_labs(tmp_path_factory):
+    """Labs shared by the tests of one module (one lab, several checks)."""
+    with labs_in(tmp_path_factory.mktemp("labs")) as lab:
+        yield lab

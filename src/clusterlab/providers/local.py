@@ -7,6 +7,11 @@ and stopped), loop-backed raw data disks bound in as /dev/vdb, /dev/vdc, …
 Everything is discovered from the system by name (bridge, nft table, cgroup dirs, mounts and
 loop devices under the lab's state dir), so `destroy` works from any partial state, even
 when the state dir is gone.
+
+Nodes share the host's kernel, so they get what kind gives its nodes: the kernel-wide sysctls
+the kubelet insists on, set on the host before nodes start and restored by the last lab's
+`down`; the host's /dev/kmsg (read-only); / as a shared mount (mount propagation for CSI);
+a product_uuid of their own.
 """
 
 from __future__ import annotations
@@ -37,6 +42,60 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUN_DIR = Path("/run/clusterlab")
 SSH_READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 8.0
+
+# Host-wide sysctls while any local lab runs: forwarding for the nodes' NAT, and the kernel
+# tunables the kubelet insists on. A kubelet finding other values writes them itself, which
+# fails where /proc/sys is read-only (in a node), and it exits: they must hold already.
+HOST_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "vm.overcommit_memory": "1",
+    "vm.panic_on_oom": "0",
+    "kernel.panic": "10",
+    "kernel.panic_on_oops": "1",
+    "kernel.keys.root_maxkeys": "1000000",
+    "kernel.keys.root_maxbytes": "25000000",
+}
+# One file per sysctl holding the host's value from before the first lab.
+SYSCTL_ORIG_DIR = RUN_DIR / "sysctl.orig"
+
+# Files the provider writes into every node's root (its overlay upper dir).
+NODE_UUID_FILE = "etc/clusterlab/product_uuid"
+NODE_PROFILE_SCRIPT = "usr/local/sbin/clusterlab-node-profile"
+NODE_PROFILE_UNIT = "etc/systemd/system/clusterlab-node-profile.service"
+NODE_PROFILE_SCRIPT_TEXT = """#!/bin/sh
+# Written by clusterlab's local provider; runs at every boot of the node, before containerd.
+set -e
+# Mount propagation (CSI drivers, the kubelet): systemd shares / only outside containers.
+mount --make-rshared /
+# A product_uuid of the node's own: over the host's, or in a /sys/class overlay where the
+# host has no DMI data at all.
+own=/etc/clusterlab/product_uuid
+dmi=/sys/class/dmi/id/product_uuid
+if [ -e "$dmi" ]; then
+    [ "$(cat "$dmi")" = "$(cat "$own")" ] || mount --bind -o ro "$own" "$dmi"
+else
+    layer=/run/clusterlab/sysclass
+    mkdir -p "$layer/dmi/id"
+    cp "$own" "$layer/dmi/id/product_uuid"
+    chmod 0400 "$layer/dmi/id/product_uuid"
+    mount -t overlay clusterlab-dmi -o "ro,lowerdir=$layer:/sys/class" /sys/class
+fi
+"""
+NODE_PROFILE_UNIT_TEXT = f"""# Written by clusterlab's local provider.
+[Unit]
+Description=clusterlab: shared / and an own product_uuid for a node on a shared kernel
+DefaultDependencies=no
+After=local-fs.target
+Before=sysinit.target containerd.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/{NODE_PROFILE_SCRIPT}
+
+[Install]
+WantedBy=sysinit.target
+"""
 
 
 def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -87,6 +146,79 @@ def _cmdline(pid: int) -> list[str]:
         return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return []
+
+
+def _sysctl_file(key: str) -> Path:
+    return Path("/proc/sys") / key.replace(".", "/")
+
+
+def host_sysctl_values() -> dict[str, str]:
+    """The host's current values of HOST_SYSCTLS."""
+    return {k: _sysctl_file(k).read_text().strip() for k in HOST_SYSCTLS}
+
+
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """Serializes what labs share on the host: bridges appearing or going, host sysctls."""
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    with (RUN_DIR / "host.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+def set_host_sysctls() -> None:
+    """Record each host value once (before the first lab), then set HOST_SYSCTLS."""
+    SYSCTL_ORIG_DIR.mkdir(parents=True, exist_ok=True)
+    legacy = RUN_DIR / "ip_forward.orig"  # what earlier versions recorded
+    if legacy.exists():
+        if (SYSCTL_ORIG_DIR / "net.ipv4.ip_forward").exists():
+            legacy.unlink()
+        else:
+            legacy.replace(SYSCTL_ORIG_DIR / "net.ipv4.ip_forward")
+    for key, want in HOST_SYSCTLS.items():
+        live = _sysctl_file(key)
+        orig = SYSCTL_ORIG_DIR / key
+        if not orig.exists():
+            tmp = SYSCTL_ORIG_DIR / f".{key}.tmp"
+            tmp.write_text(live.read_text())
+            tmp.replace(orig)
+        if live.read_text().strip() != want:
+            try:
+                live.write_text(want + "\n")
+            except OSError as exc:
+                raise ProviderError(
+                    f"cannot set {key}={want} on the host ({exc}); local nodes share the "
+                    "host's kernel and the kubelet needs it"
+                ) from None
+
+
+def restore_host_sysctls() -> None:
+    """Put back the recorded host values, unless a local lab still runs (its bridge exists)."""
+    if not SYSCTL_ORIG_DIR.exists() or any(Path("/sys/class/net").glob("cl-*")):
+        return
+    failed = []
+    for orig in sorted(SYSCTL_ORIG_DIR.iterdir()):
+        if orig.name.startswith("."):  # a recording interrupted before it was complete
+            orig.unlink()
+            continue
+        try:
+            _sysctl_file(orig.name).write_text(orig.read_text())
+        except OSError as exc:
+            failed.append(f"{orig.name}: {exc}")
+            continue
+        orig.unlink()
+    if failed:
+        raise ProviderError(
+            f"cannot restore host sysctls ({'; '.join(failed)}); originals kept in {SYSCTL_ORIG_DIR}"
+        )
+    SYSCTL_ORIG_DIR.rmdir()
+
+
+def _write_if_changed(path: Path, text: str, mode: int = 0o644) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    path.chmod(mode)
 
 
 def _walk_dirs(top: Path) -> list[Path]:
@@ -215,7 +347,9 @@ class LocalProvider(Provider):
             self.state.mkdir(parents=True, exist_ok=True)
             (self.state / "nodes").mkdir(exist_ok=True)
             key = sshconf.ensure_keypair(self.state)
-            self._ensure_bridge()
+            with host_lock():
+                self._ensure_bridge()
+                set_host_sysctls()
             self._ensure_nat()
             host_keys: dict[str, tuple[list[str], str]] = {}
             started = []
@@ -252,12 +386,10 @@ class LocalProvider(Provider):
         run(["ip", "link", "set", self.bridge, "up"])
 
     def _ensure_nat(self) -> None:
-        """Nodes reach the host's package mirror: masquerade the lab's /24, in our own table."""
-        forward = Path("/proc/sys/net/ipv4/ip_forward")
-        orig = RUN_DIR / "ip_forward.orig"
-        if not orig.exists():
-            orig.write_text(forward.read_text())
-        forward.write_text("1\n")
+        """Nodes reach the host's package mirror: masquerade the lab's /24, in our own table.
+
+        Forwarding itself is one of HOST_SYSCTLS.
+        """
         if run(["nft", "list", "table", "ip", self.table], check=False).returncode == 0:
             return
         rules = (
@@ -291,6 +423,7 @@ class LocalProvider(Provider):
         hostkey = merged / "etc/ssh/ssh_host_ed25519_key"
         if not hostkey.exists():
             self._write_identity(node, merged, key)
+        self._write_profile(merged)
         for d in node["disks"]:
             f = self.disk_file(node["name"], d["device"])
             if not f.exists():
@@ -333,6 +466,20 @@ class LocalProvider(Provider):
         ]
         resolv.write_text("\n".join(host_ns) + "\n")
 
+    @staticmethod
+    def _write_profile(root: Path) -> None:
+        """What a node on a shared kernel needs at every boot (see NODE_PROFILE_SCRIPT_TEXT)."""
+        own_uuid = root / NODE_UUID_FILE
+        if not own_uuid.exists():
+            own_uuid.parent.mkdir(parents=True, exist_ok=True)
+            own_uuid.write_text(str(uuid.uuid4()) + "\n")
+        _write_if_changed(root / NODE_PROFILE_SCRIPT, NODE_PROFILE_SCRIPT_TEXT, 0o755)
+        _write_if_changed(root / NODE_PROFILE_UNIT, NODE_PROFILE_UNIT_TEXT)
+        wants = root / "etc/systemd/system/sysinit.target.wants" / Path(NODE_PROFILE_UNIT).name
+        if not wants.is_symlink():
+            wants.parent.mkdir(parents=True, exist_ok=True)
+            wants.symlink_to(f"../{Path(NODE_PROFILE_UNIT).name}")
+
     def _loop_for(self, f: Path) -> str:
         have = run(["losetup", "-j", str(f), "-O", "NAME", "-n"]).stdout.split()
         if have:
@@ -363,6 +510,8 @@ class LocalProvider(Provider):
         self._kill_cgroup(name)  # leftovers of a node whose nspawn died
         nd = self.node_dir(name)
         binds = [f"--bind={nd / 'containerd'}:/var/lib/containerd"]
+        if Path("/dev/kmsg").exists():  # the kubelet reads the kernel's OOM reports there
+            binds.append("--bind-ro=/dev/kmsg")
         for d in node["disks"]:
             loop = self._loop_for(self.disk_file(name, d["device"]))
             binds.append(f"--bind={loop}:{d['device']}")
@@ -377,6 +526,7 @@ class LocalProvider(Provider):
             f"--network-bridge={self.bridge}",
             "--console=passive",
             "--system-call-filter=add_key keyctl request_key",
+            "--capability=CAP_SYSLOG",  # reading /dev/kmsg (kernel.dmesg_restrict)
             "--resolv-conf=off",
             "--timezone=off",
             "--link-journal=no",
@@ -547,10 +697,11 @@ class LocalProvider(Provider):
                 list(pool.map(self.stop_node, sorted(nodes)))
             self._unmount_all()
             self._detach_loops()
-            if self._bridge_exists():
-                run(["ip", "link", "del", self.bridge])
             run(["nft", "delete", "table", "ip", self.table], check=False)
-            self._restore_forwarding()
+            with host_lock():
+                if self._bridge_exists():
+                    run(["ip", "link", "del", self.bridge])
+                restore_host_sysctls()
             if self.state.exists():
                 shutil.rmtree(self.state)
             (RUN_DIR / f"{self.lab}.lock").unlink(missing_ok=True)
@@ -578,16 +729,6 @@ class LocalProvider(Provider):
             back = (dev.get("back-file") or "").removesuffix(" (deleted)")
             if back.startswith(prefix):
                 run(["losetup", "-d", dev["name"]])
-
-    def _restore_forwarding(self) -> None:
-        orig = RUN_DIR / "ip_forward.orig"
-        if not orig.exists():
-            return
-        others = [p for p in Path("/sys/class/net").glob("cl-*")]
-        if others:
-            return  # another lab still routes through the host
-        Path("/proc/sys/net/ipv4/ip_forward").write_text(orig.read_text())
-        orig.unlink()
 
 
 PROVIDER_CLASS = LocalProvider
