@@ -4,7 +4,8 @@ One lab for the module: `up` with prepare, then the kubelet role driven by its t
 systemd in the node accepts the units, containerd answers through the CRI with the pinned
 sandbox image, and what nodes on a shared kernel need (host sysctls, /dev/kmsg, shared /,
 own product_uuid) holds, also across a node restart. The last test takes the lab down and
-checks the host sysctls are back.
+checks the host sysctls are back; the first one, without a lab, restores what an interrupted
+lab left.
 """
 
 from __future__ import annotations
@@ -25,6 +26,28 @@ pytestmark = pytest.mark.integration
 FIXTURE = paths.ROOT / "tests" / "fixtures" / "kubelet-units.yml"
 NODES = ("node1", "node2")
 UNIT_DIR = "/etc/systemd/system"
+
+
+def other_labs(*mine: str) -> set[str]:
+    return {p.name for p in Path("/sys/class/net").glob("cl-*")} - set(mine)
+
+
+def test_down_restores_what_an_interrupted_lab_left_on_the_host(labs):
+    """Recorded originals (one half-written, one from an older version) and no lab: restored."""
+    if other_labs():
+        pytest.skip(f"local labs run ({', '.join(sorted(other_labs()))}): sysctls stay set")
+    before = local.host_sysctl_values()
+    prov = labs.provider(labs.spec("k8sgone", 41, nodes=1, disks=0, rook={"enabled": False}))
+    local.RUN_DIR.mkdir(parents=True, exist_ok=True)
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")  # an older version's lab …
+    (local.RUN_DIR / "ip_forward.orig").write_text(before["net.ipv4.ip_forward"] + "\n")
+    local.set_host_sysctls()  # … then a lab killed before its bridge existed
+    (local.SYSCTL_ORIG_DIR / ".vm.panic_on_oom.tmp").write_text("0\n")
+    assert local.host_sysctl_values() == local.HOST_SYSCTLS
+    assert not (local.RUN_DIR / "ip_forward.orig").exists()
+    prov.destroy()
+    assert local.host_sysctl_values() == before
+    assert not local.SYSCTL_ORIG_DIR.exists()
 
 
 @pytest.fixture(scope="module")
@@ -180,8 +203,7 @@ def test_shared_kernel_node_profile_survives_a_node_restart(lab):
 
 
 def test_down_restores_the_host_sysctls(lab):
-    others = {p.name for p in Path("/sys/class/net").glob("cl-*")} - {lab["prov"].bridge}
-    if others:
+    if others := other_labs(lab["prov"].bridge):
         pytest.skip(f"other local labs run ({', '.join(sorted(others))}): sysctls stay set")
     lab["prov"].destroy()
     assert local.host_sysctl_values() == lab["sysctls_before"]
