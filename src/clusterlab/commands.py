@@ -231,8 +231,11 @@ def manifests(c, lab=None, out=None):
     """Write what the lab would hand to kubeadm or apply (kubeadm/, cni/ …), touching no node."""
     s = load(c, lab)
     target = Path(out) if out else Path.cwd() / "manifests" / s["name"]
-    for line in manifests_mod.render(s, target):
-        print(line)
+    for path in manifests_mod.render(s, target):
+        if path.name != manifests_mod.MISSING:
+            print(path)
+    for gap in manifests_mod.missing(target):
+        ui.info(f"warning: not rendered: {gap}")
 
 
 @lab_task(help={"layer": "Only this layer: nodes, kubernetes, ceph, demos."})

@@ -16,6 +16,7 @@ from clusterlab import ansible, inventory, paths
 from clusterlab.providers import get_provider
 
 PLAYBOOK = paths.PLAYBOOKS / "manifests.yml"
+MISSING = "MISSING.txt"  # one line per folder that could not be rendered, and why
 
 
 class ManifestsError(ansible.AnsibleError):
@@ -65,6 +66,7 @@ def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
                 f"rendering the manifests of lab {spec['name']} failed:\n{detail}"
             ) from exc
         out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / MISSING).unlink(missing_ok=True)  # a previous run's gaps are not this run's
         written: list[Path] = []
         for entry in sorted(rendered.iterdir()):
             target = out_dir / entry.name
@@ -77,3 +79,9 @@ def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
                 [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
             )
     return sorted(written)
+
+
+def missing(out_dir: Path) -> list[str]:
+    """What the last render could not write (e.g. a CNI manifest that cannot be downloaded)."""
+    path = Path(out_dir) / MISSING
+    return path.read_text().splitlines() if path.is_file() else []

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from clusterlab import releases
+from clusterlab import paths, releases
 from clusterlab.oses import OSES, providers_for
 
 PROVIDERS = ("local", "vagrant", "static")
@@ -121,7 +121,10 @@ FIELDS: dict[str, Field] = {
     ),
     "rook.data_dir_host_path": Field("path", "/var/lib/rook", "Rook's dataDirHostPath."),
     "artifacts.cache_dir": Field(
-        "path", "~/.cache/clusterlab/downloads", "Download cache on the controller."
+        "path",
+        None,
+        "Download cache on the controller (default: $CLUSTERLAB_CACHE/downloads, "
+        "else ~/.cache/clusterlab/downloads).",
     ),
     "artifacts.mirror_url": Field("url", None, "Offline mirror for binaries (files repo)."),
     "artifacts.image_registry": Field("str", None, "Mirror registry for container images."),
@@ -378,6 +381,8 @@ def normalize(raw: Any) -> dict:
 
     out["rook"] = _rook(ck, section("rook"), out["nodes"])
     out["artifacts"] = section("artifacts")
+    if out["artifacts"]["cache_dir"] is None:
+        out["artifacts"]["cache_dir"] = str(paths.cache_root() / "downloads")
     mirror = out["artifacts"]["mirror_url"]
     if mirror and not re.match(r"^(https?|file)://", mirror):
         ck.bad("artifacts.mirror_url", f"{mirror!r} is not a URL", "http://, https://, file://")

@@ -21,7 +21,7 @@ CLUSTER_OPT_IN = "CLUSTERLAB_CLUSTER_TESTS"
 
 
 def test_up_stops_at_the_download_step_before_kubeadm_runs(labs):
-    spec = labs.spec("k8sdl", 50, nodes=2)
+    spec = labs.spec("k8sdl", 50, nodes=2, artifacts={"cache_dir": str(labs.root / "cache")})
     prov = labs.provider(spec)
     version = spec["kubernetes"]["version"]
     res = labs.cli("up", "--lab", "k8sdl", check=False, timeout=1200)
@@ -53,7 +53,6 @@ def test_up_stops_at_the_download_step_before_kubeadm_runs(labs):
     f"machine cannot reach (set {CLUSTER_OPT_IN}=1 where they are reachable)",
 )
 def test_up_ready_verify_reset_up(labs):
-    labs.spec("k8se2e", 51, nodes=3)
     labs.provider(labs.spec("k8se2e", 51, nodes=3))
     labs.cli("up", "--lab", "k8se2e", "--until", "kubernetes", timeout=3600)
     nodes = labs.cli("kubectl", "--lab", "k8se2e", "--", "get nodes -o name").stdout.split()

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.unit
 
 
 def cli(*args: str, tmp_path, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, CLUSTERLAB_STATE=str(tmp_path / "state"))
+    env = dict(
+        os.environ,
+        CLUSTERLAB_STATE=str(tmp_path / "state"),
+        CLUSTERLAB_CACHE=str(tmp_path / "cache"),  # downloads land here, not in the user's cache
+    )
     return subprocess.run(
         [sys.executable, "-m", "clusterlab", *args],
         capture_output=True,
@@ -64,3 +68,7 @@ def test_manifests_command_writes_kubeadm_documents_per_node(tmp_path):
         docs = list(yaml.safe_load_all((out / "kubeadm" / f"{node['name']}.yaml").read_text()))
         assert docs, node["name"]
     assert not (tmp_path / "state").exists()  # nothing of the lab was created
+    # the pod network: rendered where its upstream manifest can be downloaded, else said so
+    if not (out / "cni" / "calico.yaml").is_file():
+        assert "warning: not rendered: cni/: needs https://" in res.stderr
+        assert "MISSING.txt" not in res.stdout
