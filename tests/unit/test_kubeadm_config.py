@@ -240,7 +240,9 @@ def test_user_group_vars_reach_the_rendered_configuration(tmp_path, monkeypatch,
 def test_a_failed_render_says_why(tmp_path, monkeypatch):
     lab_dir = tmp_path / "inventories" / "default"
     (lab_dir / "group_vars").mkdir(parents=True)
-    (lab_dir / "group_vars" / "all.yml").write_text("clusterlab_cri_socket: '{{ no_such_variable }}'\n")
+    (lab_dir / "group_vars" / "all.yml").write_text(
+        "clusterlab_cri_socket: '{{ no_such_variable }}'\n"
+    )
     monkeypatch.setattr(paths, "INVENTORIES", tmp_path / "inventories")
     spec = load_spec_file(paths.ROOT / "inventories" / "default" / "lab.yml")
     with pytest.raises(manifests.ManifestsError, match=r"(?s)lab default failed.*no_such_variable"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from clusterlab import paths, stages
+from clusterlab import paths, releases, stages
 from clusterlab.providers import ProviderError
 
 pytestmark = pytest.mark.unit
@@ -94,3 +95,10 @@ def test_marks_and_layers_done(tmp_path, monkeypatch):
 
 def test_readme_pipeline_table_is_the_pipeline():
     assert stages.pipeline_markdown() in (paths.ROOT / "README.md").read_text()
+
+
+def test_defaults_role_falls_back_to_the_spec_default_release():
+    """Plays run without a lab inventory (render fixtures) use the spec's default version."""
+    text = (paths.ROOT / "roles" / "common" / "clusterlab" / "defaults" / "main.yml").read_text()
+    fallbacks = set(re.findall(r"kube_version \| default\('([0-9.]+)'\)", text))
+    assert fallbacks == {releases.default_version()}
