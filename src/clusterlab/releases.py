@@ -39,3 +39,13 @@ def newest_patch(minor: int) -> str | None:
 
 def default_version() -> str:
     return newest_patch(DEFAULT_MINOR) or "1.35"
+
+
+def releases_markdown() -> str:
+    """The pinned releases table for README.md (a test keeps the two equal)."""
+    rows = ["| Kubernetes | pause (sandbox) | crictl | spec default |", "|---|---|---|---|"]
+    default = default_version()
+    for version, entry in kube_releases().items():
+        mark = "yes" if version == default else ""
+        rows.append(f"| {version} | {entry['pause']} | {entry['crictl']['version']} | {mark} |")
+    return "\n".join(rows)

@@ -102,3 +102,18 @@ def test_defaults_role_falls_back_to_the_spec_default_release():
     text = (paths.ROOT / "roles" / "common" / "clusterlab" / "defaults" / "main.yml").read_text()
     fallbacks = set(re.findall(r"kube_version \| default\('([0-9.]+)'\)", text))
     assert fallbacks == {releases.default_version()}
+
+
+def test_readme_lists_the_pinned_releases():
+    assert releases.releases_markdown() in (paths.ROOT / "README.md").read_text()
+
+
+def test_every_pinned_release_has_three_sha256_and_its_minor_once():
+    table = releases.kube_releases()
+    minors = [v.split(".")[1] for v in table]
+    assert len(minors) == len(set(minors)), "one pinned patch per minor"
+    for version, entry in table.items():
+        for binary in ("kubeadm", "kubelet", "kubectl"):
+            assert re.fullmatch(r"[0-9a-f]{64}", entry[binary]), (version, binary)
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["crictl"]["sha256"]), version
+        assert entry["crictl"]["version"].split(".")[:2] == version.split(".")[:2]
