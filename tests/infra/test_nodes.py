@@ -81,6 +81,11 @@ def test_data_disks_present_and_clean(host, hv):
         assert state["clean"], f"{dev} is not clean: {state}"
 
 
+@pytest.mark.parametrize("tool", ["conntrack", "socat", "ethtool", "iptables", "ip", "nsenter"])
+def test_tools_kubeadm_and_the_kubelet_call(host, tool):
+    assert host.exists(tool), f"{tool} is not installed"
+
+
 def test_lvm2(host):
     assert host.exists("pvcreate")
     assert host.exists("vgcreate")

@@ -111,6 +111,7 @@ def test_redhat_family_choices(tmp_path):
     assert d["timesync_package"] == "chrony"
     assert d["timesync_service"] == "chronyd"
     assert "python3-libselinux" in d["redhat_packages"]
+    assert {"conntrack-tools", "socat", "iptables-nft"} <= set(d["kube_packages"])
     assert d["download_dests"]["containerd"] == "/usr/local"
 
 
@@ -120,6 +121,7 @@ def test_flatcar_keeps_binaries_in_opt_bin(tmp_path):
     assert d["download_dests"]["containerd"] == "/opt"  # the archive holds bin/
     assert d["download_dests"]["crictl"] == "/opt/bin"
     assert d["timesync_package"] == ""  # no package manager
+    assert d["kube_packages"] == []  # the image ships conntrack, socat, iptables
     assert "PATH=/opt/bin:" in d["unit"]
 
 
