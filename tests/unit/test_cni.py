@@ -13,7 +13,6 @@ import hashlib
 import ipaddress
 import json
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from kubernetes_validate.utils import latest_version, major_minor
+from localplay import run_playbook
 
 from clusterlab import ansible, cni, inventory, paths, releases
 from clusterlab.providers import get_provider
@@ -489,23 +489,7 @@ def run_manifests_play(tmp_path, lab: str, url: str, upstream: str, *, cached: b
             }
         },
     }
-    res = subprocess.run(
-        [
-            ansible.bin_path("ansible-playbook"),
-            "-i",
-            str(hosts),
-            str(MANIFESTS_PLAY),
-            "--tags",
-            "cni",
-            "-e",
-            json.dumps(extra),
-        ],
-        env=ansible.env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    res = run_playbook(MANIFESTS_PLAY, hosts, extra, "--tags", "cni")
     return res, spec, out
 
 

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from localplay import local_inventory, run_playbook
 
 from clusterlab import ansible, paths
 
@@ -73,11 +72,6 @@ def tgz(members: dict[str, bytes]) -> bytes:
 
 
 def run(tmp_path, table: dict, items: list[str], mirror_url: str) -> subprocess.CompletedProcess:
-    inv = tmp_path / "inv.yml"
-    inv.write_text(
-        "all:\n  hosts:\n    node:\n      ansible_connection: local\n"
-        f"      ansible_python_interpreter: {sys.executable}\n"
-    )
     extra = {
         "download_table": table,
         "download_items": items,
@@ -85,14 +79,7 @@ def run(tmp_path, table: dict, items: list[str], mirror_url: str) -> subprocess.
         "download_stamp_dir": str(tmp_path / "node" / "stamps"),
         "download_mirror_url": mirror_url,
     }
-    return subprocess.run(
-        [ansible.bin_path("ansible-playbook"), "-i", str(inv), str(PLAY), "-e", json.dumps(extra)],
-        env=ansible.env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_playbook(PLAY, local_inventory(tmp_path, "node"), extra)
 
 
 def tool_entry(tmp_path, sha256: str) -> dict:

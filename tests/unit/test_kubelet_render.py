@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import configparser
-import json
-import subprocess
-import sys
 
 import pytest
+from localplay import local_inventory, run_playbook
 
-from clusterlab import ansible, paths
+from clusterlab import paths
 
 FIXTURE = paths.ROOT / "tests" / "fixtures" / "render-kubelet.yml"
 
@@ -17,27 +15,8 @@ FIXTURE = paths.ROOT / "tests" / "fixtures" / "render-kubelet.yml"
 def render(tmp_path, family: str, **more) -> dict[str, str]:
     out = tmp_path / "out"
     out.mkdir()
-    inv = tmp_path / "inv.yml"
-    inv.write_text(
-        "all:\n  hosts:\n    render:\n      ansible_connection: local\n"
-        f"      ansible_python_interpreter: {sys.executable}\n"
-    )
     extra = {"out_dir": str(out), "clusterlab_os_family": family, **more}
-    res = subprocess.run(
-        [
-            ansible.bin_path("ansible-playbook"),
-            "-i",
-            str(inv),
-            str(FIXTURE),
-            "-e",
-            json.dumps(extra),
-        ],
-        env=ansible.env(),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    res = run_playbook(FIXTURE, local_inventory(tmp_path), extra)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     return {f.name: f.read_text() for f in out.iterdir()}
 

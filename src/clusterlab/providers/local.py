@@ -226,6 +226,43 @@ def _walk_dirs(top: Path) -> list[Path]:
     return [Path(d) for d, _, _ in os.walk(top)]
 
 
+RESOLVED_UPSTREAMS = Path("/run/systemd/resolve/resolv.conf")
+
+
+def nameserver_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.split()[:1] == ["nameserver"]]
+
+
+def node_nameservers(
+    host_resolv: Path = Path("/etc/resolv.conf"), upstreams: Path = RESOLVED_UPSTREAMS
+) -> list[str]:
+    """Nameserver lines a node can use: the host's, unless they are loopback addresses (a
+    stub resolver such as systemd-resolved's 127.0.0.53, which no node reaches): then the
+    stub's own upstream servers."""
+    lines = nameserver_lines(host_resolv.read_text())
+    usable = [ln for ln in lines if not _is_loopback(ln.split()[1])]
+    if usable:
+        return usable
+    if upstreams.is_file():
+        found = [
+            ln for ln in nameserver_lines(upstreams.read_text()) if not _is_loopback(ln.split()[1])
+        ]
+        if found:
+            return found
+    raise ProviderError(
+        f"the host's nameservers ({', '.join(ln.split()[1] for ln in lines) or 'none'}) are "
+        "loopback addresses no node can reach, and no upstream servers were found in "
+        f"{upstreams}; give the host a reachable nameserver"
+    )
+
+
+def _is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
 class LocalProvider(Provider):
     name = "local"
 
@@ -459,11 +496,7 @@ class LocalProvider(Provider):
         resolv = root / "etc/resolv.conf"
         if resolv.is_symlink():
             resolv.unlink()
-        host_ns = [
-            line
-            for line in Path("/etc/resolv.conf").read_text().splitlines()
-            if line.startswith("nameserver")
-        ]
+        host_ns = node_nameservers()
         resolv.write_text("\n".join(host_ns) + "\n")
 
     @staticmethod
