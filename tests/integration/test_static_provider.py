@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 
 import pytest
@@ -31,7 +32,10 @@ def static_spec(labs, name, machines, *, user="root", key=None, extra_nodes=(), 
         "name": name,
         "provider": "static",
         "os": "debian12",
-        "network": {"cidr": "10.213.120.0/24"},
+        # the machines' own network: on static labs network.cidr is where the nodes really are
+        "network": {
+            "cidr": str(ipaddress.ip_network(f"{machines[0]['address']}/24", strict=False))
+        },
         "nodes": nodes,
     }
     d = labs.inventories / name
