@@ -57,3 +57,12 @@ def kubectl_env(spec: dict) -> dict[str, str]:
     env = dict(os.environ)
     env["KUBECONFIG"] = str(kubeconfig_path(spec))
     return env
+
+
+ROOK_NAMESPACE = "rook-ceph"
+TOOLBOX = "deploy/rook-ceph-tools"
+
+
+def toolbox_exec(ceph_args: list[str]) -> list[str]:
+    """kubectl arguments that run `ceph ARGS` in the Rook toolbox."""
+    return ["-n", ROOK_NAMESPACE, "exec", TOOLBOX, "--", "ceph", *ceph_args]

@@ -209,6 +209,21 @@ def kubernetes(c, lab=None):
 
 
 @lab_task
+def rook(c, lab=None):
+    """Re-run the Rook stage (operator, CephCluster, block/file/object storage, toolbox)."""
+    stages.run_stage(load(c, lab), "rook")
+
+
+@lab_task
+def ceph(c, lab=None):
+    """Run a ceph command in the lab's Rook toolbox: inv ceph -- status."""
+    s = load(c, lab)
+    args = shlex.split(getattr(c, "remainder", "") or "") or ["status"]
+    cmd = access.kubectl_command(s, access.toolbox_exec(args))
+    raise Exit(code=subprocess.call(cmd, env=access.kubectl_env(s)))
+
+
+@lab_task
 def kubeconfig(c, lab=None):
     """Print the path of the lab's admin kubeconfig (written by the Kubernetes stage)."""
     print(access.kubeconfig_path(load(c, lab)))
@@ -375,6 +390,8 @@ TASKS = [
     ssh,
     prepare,
     kubernetes,
+    rook,
+    ceph,
     kubeconfig,
     kubectl,
     manifests,

@@ -52,6 +52,8 @@ def group_vars(spec: dict) -> dict[str, Any]:
         "rook_allow_multiple_per_node": rook["allow_multiple_per_node"],
         "rook_replica_size": rook["replica_size"],
         "rook_data_dir_host_path": rook["data_dir_host_path"],
+        "rook_device_filter": rook["device_filter"] or "",
+        "rook_storage_class": rook["storage_class"] or "",
         "artifacts_cache_dir": spec["artifacts"]["cache_dir"],
         "artifacts_mirror_url": spec["artifacts"]["mirror_url"] or "",
         "artifacts_image_registry": spec["artifacts"]["image_registry"] or "",

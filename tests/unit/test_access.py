@@ -31,7 +31,9 @@ def cli(*args: str, tmp_path, cwd=None) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("task", [["kubeconfig"], ["kubectl", "--", "get", "nodes"]])
+@pytest.mark.parametrize(
+    "task", [["kubeconfig"], ["kubectl", "--", "get", "nodes"], ["ceph", "--", "status"]]
+)
 def test_no_cluster_yet_is_a_clear_error(task, tmp_path):
     res = cli(task[0], "--lab", "default", *task[1:], tmp_path=tmp_path)
     assert res.returncode == 1
@@ -72,3 +74,16 @@ def test_manifests_command_writes_kubeadm_documents_per_node(tmp_path):
     if not (out / "cni" / "calico.yaml").is_file():
         assert "warning: not rendered: cni/: needs https://" in res.stderr
         assert "MISSING.txt" not in res.stdout
+
+
+def test_ceph_runs_in_the_rook_toolbox():
+    assert access.toolbox_exec(["osd", "tree"]) == [
+        "-n",
+        "rook-ceph",
+        "exec",
+        "deploy/rook-ceph-tools",
+        "--",
+        "ceph",
+        "osd",
+        "tree",
+    ]

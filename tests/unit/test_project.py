@@ -49,6 +49,8 @@ def test_inv_list_and_clusterlab_help_list_the_same_tasks():
         "ssh",
         "prepare",
         "kubernetes",
+        "rook",
+        "ceph",
         "kubeconfig",
         "kubectl",
         "manifests",
@@ -79,7 +81,7 @@ def test_every_flag_has_help(task):
         assert "--lab" in res.stdout
 
 
-@pytest.mark.parametrize("name", ["demo"])
+@pytest.mark.parametrize("name", ["demo", "rook"])
 def test_unbuilt_stage_exits_non_zero_and_says_so(name, tmp_path):
 
     argv = [sys.executable, "-m", "clusterlab", name] + (["statefulset"] if name == "demo" else [])
