@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from clusterlab import paths
+from clusterlab import progress as progress_mod
 
 RECAP_RE = re.compile(
     r"^(?P<host>\S+)\s*:\s*ok=(?P<ok>\d+)\s+changed=(?P<changed>\d+)\s+unreachable=(?P<unreachable>\d+)"
@@ -78,11 +81,14 @@ def run_playbook(
     extra_args: list[str] | None = None,
     extra_vars: dict[str, str] | None = None,
     become_password: str | None = None,
+    progress: progress_mod.StageProgress | None = None,
 ) -> dict[str, dict[str, int]]:
     """Run a playbook, append its full output to `log`; return the recap or raise.
 
     A become password reaches Ansible through the environment of its process and a script
     that prints it (--become-password-file), never through a file or the command line.
+    With `progress`, our callback writes events beside the log (<stage>.events.jsonl) and
+    `progress` shows them live.
     """
     cmd = [bin_path("ansible-playbook"), "-i", str(inventory), str(playbook)]
     for key, value in (extra_vars or {}).items():
@@ -96,16 +102,72 @@ def run_playbook(
             script.chmod(0o755)
         run_env["CLUSTERLAB_BECOME_PASSWORD_FOR_ANSIBLE"] = become_password
         cmd += ["--become-password-file", str(script)]
-    proc = subprocess.run(
-        cmd, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
-    )
+    if progress is None:
+        proc = subprocess.run(
+            cmd, env=run_env, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+        )
+        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    else:
+        events = log.with_name(log.stem + ".events.jsonl")
+        returncode, stdout, stderr = _run_with_events(cmd, run_env, events, progress)
     with log.open("a") as fh:
-        fh.write(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
-    result = recap(proc.stdout)
-    if proc.returncode != 0:
-        found = failures(proc.stdout)
-        detail = "\n".join(found) if found else "\n".join(proc.stderr.strip().splitlines()[-15:])
+        fh.write(f"$ {' '.join(cmd)}\n{stdout}{stderr}\n")
+    result = recap(stdout)
+    if returncode != 0:
+        found = failures(stdout)
+        if progress is not None and progress.failed_task:  # the events know ignored failures
+            found = [
+                _with_task(line, progress.failed_task)
+                for line in found
+                if line.partition(": ")[0] in progress.failed_task
+            ]
+        detail = "\n".join(found) if found else "\n".join(stderr.strip().splitlines()[-15:])
         raise AnsibleError(
-            f"{playbook.name} failed (exit {proc.returncode}); full output in {log}\n{detail}"
+            f"{playbook.name} failed (exit {returncode}); full output in {log}\n{detail}"
         )
     return result
+
+
+def _with_task(line: str, failed_task: dict[str, str]) -> str:
+    host, _, msg = line.partition(": ")
+    task = failed_task.get(host)
+    return f"{host}: [{task}] {msg}" if task else line
+
+
+def events_env(events: Path) -> dict[str, str]:
+    """Environment that makes ansible-playbook write our events to `events`, besides the
+    callbacks ansible.cfg enables (the variable replaces the file's list)."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(paths.ANSIBLE_CFG)
+    enabled = [c.strip() for c in cfg.get("defaults", "callbacks_enabled", fallback="").split(",")]
+    return {
+        "CLUSTERLAB_EVENTS": str(events),
+        "ANSIBLE_CALLBACK_PLUGINS": str(progress_mod.CALLBACK_DIR),
+        "ANSIBLE_CALLBACKS_ENABLED": ",".join([*filter(None, enabled), progress_mod.CALLBACK]),
+    }
+
+
+def _run_with_events(
+    cmd: list[str], run_env: dict[str, str], events: Path, progress: progress_mod.StageProgress
+) -> tuple[int, str, str]:
+    """Run ansible-playbook with our event callback; draw progress while it runs."""
+    events.write_text("")
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            cmd,
+            env={**run_env, **events_env(events)},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            text=True,
+        )
+        try:
+            progress_mod.follow(events, progress, lambda: proc.poll() is None)
+        finally:
+            if proc.poll() is None:  # interrupted while following: stop Ansible too
+                proc.terminate()
+                proc.wait()
+            progress.close()
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read(), err.read()

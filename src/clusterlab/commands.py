@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import yaml
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from clusterlab import access, ansible, hostprereq, paths, stages, ui
+from clusterlab import access, ansible, hostprereq, paths, scaffold, stages, ui
 from clusterlab import inventory as inventory_mod
 from clusterlab import manifests as manifests_mod
 from clusterlab.providers import ProviderError, get_provider
@@ -45,9 +46,12 @@ def load(c: Any, lab: str | None, file: str | None = None) -> dict:
     name = lab_name(c, lab)
     path = paths.lab_spec_file(name)
     if not path.exists():
-        known = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
+        where = ", ".join(str(r) for r in paths.inventory_roots())
         raise SpecError(
-            [f"(lab): no lab named {name!r}: {path} does not exist (known: {', '.join(known)})"]
+            [
+                f"(lab): no lab named {name!r} in {where} (known: {', '.join(paths.known_labs())}); "
+                f"`clusterlab init {name}` makes one"
+            ]
         )
     spec = load_spec_file(path)
     if spec["name"] != name:
@@ -96,6 +100,20 @@ def setup(c, lab=None, provider=None):
     ui.info(f"host prerequisites for the {prov} provider: present")
 
 
+@task(
+    help={
+        "name": "Name of the new lab: a-z, 0-9, '-'.",
+        "from": "Example lab to start from (default: default).",
+    }
+)
+@handles_errors
+def init(c, name, from_="default"):
+    """Write a commented inventories/NAME/lab.yml to start from (never overwrites one)."""
+    path = scaffold.create(name, from_)
+    print(path)
+    ui.info(f"edit it, then: clusterlab spec --lab {name}; clusterlab up --lab {name}")
+
+
 @lab_task(help={"file": "Validate this spec file instead of inventories/LAB/lab.yml."})
 def spec(c, lab=None, file=None):
     """Validate a lab spec; print it normalized as YAML (exit 0) or every problem (exit 2)."""
@@ -136,22 +154,25 @@ def up(c, lab=None, until=None, trust_new_hosts=False):
     """Create the lab's nodes (idempotent), run the stages in order, then verify what ran."""
     s, prov = _provider(c, lab)
     prov.trust_new_hosts = trust_new_hosts
-    _up(s, prov, until)
+    ui.info(stages.timings_table(s, _up(s, prov, until)))
 
 
-def _up(s: dict, prov, until: str | None = None) -> None:
+def _up(s: dict, prov, until: str | None = None) -> list[str]:
+    """Provision and run the stages up to `until`; the names of what ran, for the timings."""
     todo = stages.stages_until(until)  # an unknown or unbuilt stage is refused before any work
     setup_missing = hostprereq.ensure(s["provider"])
     if setup_missing:
         raise ProviderError(
             "missing host packages; run as root:\n  " + hostprereq.apt_command(setup_missing)
         )
+    start = time.monotonic()
     with ui.stage(f"provision ({s['provider']})"):
         prov.create()
-    _run_stages(s, todo)
+    stages.record_timing(s, "provision", time.monotonic() - start)
+    return ["provision", *_run_stages(s, todo)]
 
 
-def _run_stages(s: dict, todo: list) -> None:
+def _run_stages(s: dict, todo: list) -> list[str]:
     """Run the playbook stages of `todo` in order, then verify the layers they checked."""
     for stage in todo:
         if stage.playbook:
@@ -159,6 +180,7 @@ def _run_stages(s: dict, todo: list) -> None:
     layers = [st.layer for st in todo if st.layer]
     if layers:
         stages.verify(s, layers)
+    return [st.name for st in todo if st.playbook] + [f"verify-{x}" for x in layers]
 
 
 @lab_task
@@ -306,12 +328,14 @@ def rebuild(c, lab=None, keep_nodes=False, until=None, yes=False):
         layers = [st.layer for st in todo if st.layer]
         with ui.stage("rebuild: verify", timings):
             stages.verify(s, layers)
+        ran = [st.name for st in todo if st.playbook] + [f"verify-{x}" for x in layers]
     else:
         with ui.stage("rebuild: down", timings):
             prov.destroy()
         with ui.stage("rebuild: up", timings):
-            _up(s, prov, until)
-    ui.info("rebuild: " + ", ".join(f"{k.split(': ')[1]} {v:.1f} s" for k, v in timings.items()))
+            ran = _up(s, prov, until)
+        stages.record_timing(s, "down", timings["rebuild: down"])  # destroy took the old record
+    ui.info(stages.timings_table(s, ["down", "reset", *ran]))
 
 
 @lab_task(help={"name": "Demo to run: pv-pvc, csi, statefulset, redis-ha."})
@@ -319,6 +343,18 @@ def demo(c, name, lab=None):
     """Run one meetup demo on the lab, then its check."""
     load(c, lab)
     not_implemented(f"demo {name}")
+
+
+def developer_checkout() -> Path:
+    """The checkout, for the developer tasks (lint, test); an installed copy has none."""
+    root = paths.checkout()
+    if root is None:
+        raise Exit(
+            "lint and test are developer tasks of a clusterlab checkout; this clusterlab is "
+            f"installed ({paths.ROOT}). Run them from a checkout: pip install -e '.[dev]'",
+            code=1,
+        )
+    return root
 
 
 def lint_commands() -> list[list[str]]:
@@ -351,6 +387,7 @@ def run_gates(cmds: list[list[str]]) -> list[str]:
 @task
 def lint(c):
     """Run every gate but the tests: ruff, ruff format, yamllint, ansible-lint, syntax-check."""
+    developer_checkout()
     failed = run_gates(lint_commands())
     if failed:
         raise Exit("lint failed: " + "; ".join(failed), code=1)
@@ -365,6 +402,7 @@ def lint(c):
 )
 def test(c, pytest_args="", no_lint=False, junit=None):
     """Check host prerequisites, run the lint gates, then pytest (unit + integration)."""
+    developer_checkout()
     missing = hostprereq.ensure("local")
     if missing:
         ui.info("integration tests will be skipped; missing: " + " ".join(missing))
@@ -381,6 +419,7 @@ def test(c, pytest_args="", no_lint=False, junit=None):
 
 
 TASKS = [
+    init,
     setup,
     spec,
     inventory,

@@ -118,7 +118,7 @@ def write(
     )
     tmp.replace(target)
     link = state / "group_vars"
-    user_vars = paths.INVENTORIES / spec["name"] / "group_vars"
+    user_vars = paths.lab_dir(spec["name"]) / "group_vars"
     if link.is_symlink() or link.exists():
         link.unlink()
     if user_vars.is_dir():

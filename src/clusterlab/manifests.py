@@ -44,7 +44,7 @@ def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
         work = Path(tmp)
         hosts = work / "hosts.yml"
         hosts.write_text(yaml.safe_dump(lab_inventory(spec), sort_keys=False))
-        user_vars = paths.INVENTORIES / spec["name"] / "group_vars"
+        user_vars = paths.lab_dir(spec["name"]) / "group_vars"
         if user_vars.is_dir():  # the user's overrides apply here as in the stages
             (work / "group_vars").symlink_to(user_vars.resolve())
         rendered = work / "out"

@@ -1,24 +1,80 @@
-"""Where things live: the checkout, lab specs, per-lab state, caches."""
+"""Where things live: the project files the tool runs, lab specs, per-lab state, caches.
+
+The project files (playbooks, roles, ansible.cfg, the verify suites, the Vagrantfile, the
+example labs) have one home, ROOT, with the checkout's layout: the checkout itself for an
+editable install, or the copy a wheel carries in the package (`clusterlab/_data/`, made at
+build time by setup.py). Nothing else looks for them.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout (src layout, editable install)
-INVENTORIES = Path(os.environ.get("CLUSTERLAB_INVENTORIES", ROOT / "inventories")).resolve()
+_PACKAGE = Path(__file__).resolve().parent
+BUNDLED = _PACKAGE / "_data"  # only in a built wheel; never in the checkout
+ROOT = BUNDLED if BUNDLED.is_dir() else _PACKAGE.parents[1]
 PLAYBOOKS = ROOT / "playbooks"
 ANSIBLE_CFG = ROOT / "ansible.cfg"
 TESTS_INFRA = ROOT / "tests" / "infra"
+INVENTORIES = ROOT / "inventories"  # the example labs
+# Files a wheel carries: setup.py copies these (whole directories) into clusterlab/_data/.
+SHIPPED = (
+    "ansible.cfg",
+    "Vagrantfile",
+    "collections",
+    "inventories",
+    "playbooks",
+    "roles",
+    "tests/infra",
+)
+
+
+def checkout() -> Path | None:
+    """The development checkout the tool runs from, or None for an installed copy."""
+    return None if ROOT == BUNDLED or not (ROOT / "pyproject.toml").is_file() else ROOT
+
+
+def project_dir() -> Path:
+    """The user's project: the current directory, or the nearest parent holding
+    `inventories/` or `.clusterlab/` (so a subdirectory finds its labs and their state)."""
+    cwd = Path.cwd()
+    for d in (cwd, *cwd.parents):
+        if (d / "inventories").is_dir() or (d / ".clusterlab").is_dir():
+            return d
+    return cwd
+
+
+def inventory_roots() -> list[Path]:
+    """Where labs are looked up, in order: ./inventories, $CLUSTERLAB_INVENTORIES, the examples."""
+    roots = [project_dir() / "inventories"]
+    env = os.environ.get("CLUSTERLAB_INVENTORIES")
+    if env:
+        roots.append(Path(env).expanduser())
+    roots.append(INVENTORIES)
+    return list(dict.fromkeys(r.resolve() for r in roots))
+
+
+def lab_dir(lab: str) -> Path:
+    """The folder of a lab: the first inventory root that has `<lab>/lab.yml` (else the first)."""
+    roots = inventory_roots()
+    for r in roots:
+        if (r / lab / "lab.yml").is_file():
+            return r / lab
+    return roots[0] / lab
 
 
 def lab_spec_file(lab: str) -> Path:
-    return INVENTORIES / lab / "lab.yml"
+    return lab_dir(lab) / "lab.yml"
+
+
+def known_labs() -> list[str]:
+    return sorted({p.parent.name for r in inventory_roots() for p in r.glob("*/lab.yml")})
 
 
 def state_root() -> Path:
     env = os.environ.get("CLUSTERLAB_STATE")
-    return Path(env).resolve() if env else ROOT / ".clusterlab"
+    return Path(env).resolve() if env else project_dir() / ".clusterlab"
 
 
 def state_dir(lab: str) -> Path:

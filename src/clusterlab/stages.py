@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterlab import ansible, become, paths, ui
+from clusterlab import ansible, become, paths, progress, ui
 from clusterlab.providers import ProviderError
 
 
@@ -115,6 +115,15 @@ def record_timing(spec: dict, stage: str, seconds: float) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def timings_table(spec: dict, names: list[str]) -> str:
+    """The recorded durations of `names` (stages and verify layers) as a table, with a total."""
+    path = paths.state_dir(spec["name"]) / "timings.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    rows = [[n, f"{data[n]:.1f} s"] for n in names if n in data]
+    rows.append(["total", f"{sum(data[n] for n in names if n in data):.1f} s"])
+    return ui.table(["STAGE", "TIME"], rows)
+
+
 def run_playbook_stage(
     spec: dict, stage: str, playbook: str, extra_vars: dict | None = None
 ) -> dict:
@@ -127,7 +136,12 @@ def run_playbook_stage(
     )
     with ui.stage(f"{stage} (full log: {log})"):
         result = ansible.run_playbook(
-            paths.PLAYBOOKS / playbook, inv, log, extra_vars=extra_vars, become_password=password
+            paths.PLAYBOOKS / playbook,
+            inv,
+            log,
+            extra_vars=extra_vars,
+            become_password=password,
+            progress=progress.StageProgress(),
         )
         changed = sum(h["changed"] for h in result.values())
         ui.info(f"    {len(result)} hosts, {changed} changes")

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TextIO
 
 
 def info(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def live_output(stream: TextIO | None = None) -> bool:
+    """Whether to draw live progress lines: on a terminal only ($CLUSTERLAB_PROGRESS=plain|live
+    decides instead)."""
+    choice = os.environ.get("CLUSTERLAB_PROGRESS", "")
+    if choice in ("plain", "live"):
+        return choice == "live"
+    stream = stream or sys.stderr
+    return stream.isatty() and os.environ.get("TERM", "") != "dumb"
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:

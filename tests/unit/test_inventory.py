@@ -68,7 +68,7 @@ def test_user_group_vars_win(tmp_path, monkeypatch):
     (lab_dir / "group_vars" / "all.yml").write_text(
         "kube_network_plugin: flannel\nextra_thing: 7\n"
     )
-    monkeypatch.setattr(paths, "INVENTORIES", inv_root)
+    monkeypatch.chdir(tmp_path)  # ./inventories of the current directory comes first
     spec = load_spec_file(lab_dir / "lab.yml")
     assert spec["kubernetes"]["cni"] == "calico"
     state = tmp_path / "state"

@@ -228,8 +228,9 @@ def test_user_group_vars_reach_the_rendered_configuration(tmp_path, monkeypatch,
     lab_dir = tmp_path / "inventories" / "default"
     (lab_dir / "group_vars").mkdir(parents=True)
     (lab_dir / "group_vars" / "all.yml").write_text("clusterlab_kube_proxy_mode: nftables\n")
-    monkeypatch.setattr(paths, "INVENTORIES", tmp_path / "inventories")
-    spec = load_spec_file(paths.ROOT / "inventories" / "default" / "lab.yml")
+    (lab_dir / "lab.yml").write_text(paths.lab_spec_file("default").read_text())
+    monkeypatch.chdir(tmp_path)  # ./inventories/default shadows the example
+    spec = load_spec_file(lab_dir / "lab.yml")
     nodes = render_lab(spec, tmp_path / "out", monkeypatch)
     proxy = by_kind(nodes["node1"])["KubeProxyConfiguration"]
     assert proxy["mode"] == "nftables"
@@ -243,8 +244,9 @@ def test_a_failed_render_says_why(tmp_path, monkeypatch):
     (lab_dir / "group_vars" / "all.yml").write_text(
         "clusterlab_cri_socket: '{{ no_such_variable }}'\n"
     )
-    monkeypatch.setattr(paths, "INVENTORIES", tmp_path / "inventories")
-    spec = load_spec_file(paths.ROOT / "inventories" / "default" / "lab.yml")
+    (lab_dir / "lab.yml").write_text(paths.lab_spec_file("default").read_text())
+    monkeypatch.chdir(tmp_path)  # ./inventories/default shadows the example
+    spec = load_spec_file(lab_dir / "lab.yml")
     with pytest.raises(manifests.ManifestsError, match=r"(?s)lab default failed.*no_such_variable"):
         render_lab(spec, tmp_path / "out", monkeypatch)
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,1 @@
+"""Ansible callback plugins of clusterlab (loaded by Ansible from this folder, by path)."""
