@@ -1,0 +1,465 @@
+"""The Rook stage's manifests for every example lab, in host and in pvc mode, rendered by
+`clusterlab manifests` (the stage's own roles and templates): every custom object checked
+strictly against the CRD schemas of Rook v1.20.6 (tests/fixtures/rook-v1.20.6/SOURCE.md),
+every core object with kubernetes-validate at the lab's minor, and what each lab needs of
+them (disks by node, device sets, PVs, mons, replicas, operator settings).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version, major_minor
+
+from clusterlab import inventory, manifests, paths, rook
+from clusterlab.providers import get_provider
+from clusterlab.spec import normalize
+
+LABS = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
+MODES = ["host", "pvc"]
+FIXTURES = paths.ROOT / "tests" / "fixtures" / "rook-v1.20.6"
+SHARED = paths.ROOT.parent / "shared" / "reference" / "rook-v1.20.6"
+CUSTOM_GROUPS = ("ceph.rook.io", "objectbucket.io")
+UNKNOWN_DISK_SIZE = 10737418240  # ceph_cluster_unknown_disk_size
+UPSTREAM_FILES = {"crds.yaml", "common.yaml", "csi-operator.yaml", "operator.yaml"}
+
+
+# ---------------------------------------------------------------- strict CRD schemas
+
+
+def strict(node: object) -> object:
+    """An openAPIV3Schema as a JSON Schema that refuses what Kubernetes would prune: every
+    object with `properties` gets additionalProperties false, unless the schema keeps
+    unknown fields (x-kubernetes-preserve-unknown-fields) or says what extra keys may hold."""
+    if isinstance(node, list):
+        return [strict(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    for key, value in node.items():
+        if key == "properties":
+            out[key] = {name: strict(sub) for name, sub in value.items()}
+        elif key in ("items", "additionalProperties", "anyOf", "oneOf", "allOf", "not"):
+            out[key] = strict(value)
+        elif key.startswith("x-kubernetes-") or key in ("nullable", "format", "description"):
+            continue
+        else:
+            out[key] = value
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)  # anyOf integer | string says it
+    if node.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    if (
+        "properties" in node
+        and "additionalProperties" not in node
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+@pytest.fixture(scope="module")
+def crd_validators() -> dict[str, jsonschema.Draft7Validator]:
+    """'group/version/Kind' -> validator of that CRD version's strict schema."""
+    out = {}
+    for crd in yaml.safe_load_all((FIXTURES / "crds.yaml").read_text()):
+        if not crd:
+            continue
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            schema = strict(version["schema"]["openAPIV3Schema"])
+            jsonschema.Draft7Validator.check_schema(schema)
+            key = f"{spec['group']}/{version['name']}/{spec['names']['kind']}"
+            out[key] = jsonschema.Draft7Validator(schema)
+    return out
+
+
+def crd_problems(validators, doc: dict) -> list[str]:
+    key = f"{doc['apiVersion']}/{doc['kind']}"
+    if key not in validators:
+        return [f"no CRD for {key}"]
+    return [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
+        for e in validators[key].iter_errors(doc)
+    ]
+
+
+def schema_minor(kube_version: str) -> str:
+    """The lab's minor, or the newest kubernetes-validate ships when the lab's is newer."""
+    return str(min(major_minor(kube_version), latest_version()))
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def lab_spec(lab: str, **rook_overrides) -> dict:
+    """The lab's spec with rook.* overridden, validated as `clusterlab` would."""
+    raw = yaml.safe_load(paths.lab_spec_file(lab).read_text())
+    raw = copy.deepcopy(raw)
+    raw.setdefault("rook", {}).update(rook_overrides)
+    return normalize(raw)
+
+
+class Rendered:
+    """One lab's rook/ folder and the inventory it was rendered from."""
+
+    def __init__(self, spec: dict, out: Path):
+        self.spec = spec
+        self.out = out
+        self.files = manifests.render(spec, out, tags=["rook"])
+        self.inv = inventory.render(spec, get_provider(spec).planned_connections())["all"]
+        self.docs = {
+            f.name: [d for d in yaml.safe_load_all(f.read_text()) if d]
+            for f in self.files
+            if f.suffix == ".yaml"
+        }
+
+    def all_docs(self) -> list[dict]:
+        return [d for docs in self.docs.values() for d in docs]
+
+    def one(self, kind: str) -> dict:
+        (doc,) = [d for d in self.all_docs() if d["kind"] == kind]
+        return doc
+
+    def ceph_disks(self) -> dict[str, list[str]]:
+        """host -> kernel names of the disks the inventory gives Ceph, after the filter."""
+        pattern = re.compile(self.spec["rook"]["device_filter"] or "")
+        osd_hosts = self.inv["children"]["ceph_osd"]["hosts"] or {}
+        out = {}
+        for host in osd_hosts:
+            names = [p.removeprefix("/dev/") for p in self.inv["hosts"][host]["lab_disks"]]
+            kept = [n for n in names if pattern.search(n)]
+            if kept:
+                out[host] = kept
+        return out
+
+    def disk_size(self, host: str, name: str) -> int:
+        return self.inv["hosts"][host].get("lab_disk_sizes", {}).get(f"/dev/{name}", 0)
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """(lab, mode, **rook overrides) -> Rendered; one ansible-playbook run each, with empty
+    state and cache roots (a lab that is up, or a warm cache, must not change the result)."""
+    cache: dict = {}
+    root = tmp_path_factory.mktemp("rook")
+
+    def get(lab: str, mode: str, **overrides) -> Rendered:
+        key = (lab, mode, tuple(sorted(overrides.items())))
+        if key not in cache:
+            case = root / f"{lab}-{mode}-{len(cache)}"
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("CLUSTERLAB_STATE", str(case / "state"))
+                mp.setenv("CLUSTERLAB_CACHE", str(case / "cache"))
+                spec = lab_spec(lab, mode=mode, **overrides)
+                cache[key] = Rendered(spec, case / "out")
+                assert not (case / "state").exists(), "manifests created a state dir"
+        return cache[key]
+
+    return get
+
+
+CASES = [pytest.param(lab, mode, id=f"{lab}-{mode}") for lab in LABS for mode in MODES]
+
+
+# ---------------------------------------------------------------- schemas
+
+
+@pytest.mark.parametrize(("lab", "mode"), CASES)
+def test_custom_objects_pass_the_crd_schemas_strictly(lab, mode, rendered, crd_validators):
+    r = rendered(lab, mode)
+    custom = [d for d in r.all_docs() if d["apiVersion"].split("/")[0] in CUSTOM_GROUPS]
+    assert "CephCluster" in [d["kind"] for d in custom]
+    for doc in custom:
+        assert crd_problems(crd_validators, doc) == [], f"{lab} {mode} {doc['kind']}"
+
+
+@pytest.mark.parametrize(("lab", "mode"), CASES)
+def test_core_objects_pass_kubernetes_validate_at_the_lab_minor(lab, mode, rendered):
+    r = rendered(lab, mode)
+    want = schema_minor(r.spec["kubernetes"]["version"])
+    core = [d for d in r.all_docs() if d["apiVersion"].split("/")[0] not in CUSTOM_GROUPS]
+    assert {"ConfigMap", "Deployment"} <= {d["kind"] for d in core}
+    for doc in core:
+        used = kubernetes_validate.validate(doc, want, strict=True)
+        assert used == want, f"{doc['kind']} validated against {used}, not {want}"
+
+
+def test_the_strict_check_refuses_unknown_fields_and_wrong_types(crd_validators):
+    cluster = {
+        "apiVersion": "ceph.rook.io/v1",
+        "kind": "CephCluster",
+        "metadata": {"name": "rook-ceph", "namespace": "rook-ceph"},
+        "spec": {
+            "cephVersion": {"image": "quay.io/ceph/ceph:v20.2.4"},
+            "dataDirHostPath": "/var/lib/rook",
+            "mon": {"count": 3},
+            "storage": {
+                "useAllNodes": False,
+                "nodes": [{"name": "n1", "devices": [{"name": "sdb"}]}],
+            },
+        },
+    }
+    assert crd_problems(crd_validators, cluster) == []
+    unknown = copy.deepcopy(cluster)
+    unknown["spec"]["storage"]["nodes"][0]["devices"][0]["size"] = "10G"
+    assert any("'size' was unexpected" in p for p in crd_problems(crd_validators, unknown))
+    wrong = copy.deepcopy(cluster)
+    wrong["spec"]["mon"]["count"] = "3"
+    assert any(p.startswith("spec.mon.count") for p in crd_problems(crd_validators, wrong))
+    # where the schema keeps unknown fields, they pass (spec.cephConfig is a string map)
+    kept = copy.deepcopy(cluster)
+    kept["spec"]["cephConfig"] = {"global": {"anything_at_all": "1"}}
+    assert crd_problems(crd_validators, kept) == []
+
+
+# ---------------------------------------------------------------- the cluster
+
+
+@pytest.mark.parametrize(("lab", "mode"), CASES)
+def test_mons_image_and_storage_selection(lab, mode, rendered):
+    r = rendered(lab, mode)
+    spec = r.one("CephCluster")["spec"]
+    assert spec["mon"] == {
+        "count": r.spec["rook"]["mon_count"],
+        "allowMultiplePerNode": r.spec["rook"]["allow_multiple_per_node"],
+    }
+    assert spec["dataDirHostPath"] == r.spec["rook"]["data_dir_host_path"]
+    assert spec["cephVersion"]["image"] == "quay.io/ceph/ceph:v20.2.4"
+    assert "volumeClaimTemplate" not in spec["mon"]  # mons on hostPath in both modes
+    storage = spec["storage"]
+    assert storage["useAllNodes"] is False
+    assert storage["useAllDevices"] is False
+    text = yaml.safe_dump(storage)
+    assert "deviceFilter" not in text
+    assert "devicePathFilter" not in text
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_host_mode_names_exactly_the_inventory_disks_by_node(lab, rendered):
+    r = rendered(lab, "host")
+    storage = r.one("CephCluster")["spec"]["storage"]
+    assert "storageClassDeviceSets" not in storage
+    by_node = {n["name"]: [d["name"] for d in n["devices"]] for n in storage["nodes"]}
+    assert by_node == r.ceph_disks()
+    assert all(set(n) == {"name", "devices"} for n in storage["nodes"])
+    assert "local-storage.yaml" not in r.docs
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_pvc_mode_one_device_set_and_one_local_pv_per_disk(lab, rendered):
+    r = rendered(lab, "pvc")
+    storage = r.one("CephCluster")["spec"]["storage"]
+    assert "nodes" not in storage
+    disks = [(host, name) for host, names in r.ceph_disks().items() for name in names]
+    (device_set,) = storage["storageClassDeviceSets"]
+    assert device_set["count"] == len(disks)
+    assert device_set["portable"] is False
+    (template,) = device_set["volumeClaimTemplates"]
+    assert template["metadata"]["name"] == "data"
+    assert template["spec"]["volumeMode"] == "Block"
+    assert template["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert template["spec"]["storageClassName"] == "local-storage"
+
+    local = r.docs["local-storage.yaml"]
+    (sc,) = [d for d in local if d["kind"] == "StorageClass"]
+    assert sc["metadata"]["name"] == "local-storage"
+    assert sc["provisioner"] == "kubernetes.io/no-provisioner"
+    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    pvs = [d for d in local if d["kind"] == "PersistentVolume"]
+    seen = []
+    for pv in pvs:
+        s = pv["spec"]
+        (term,) = s["nodeAffinity"]["required"]["nodeSelectorTerms"]
+        (expr,) = term["matchExpressions"]
+        assert (expr["key"], expr["operator"]) == ("kubernetes.io/hostname", "In")
+        (host,) = expr["values"]
+        name = s["local"]["path"].removeprefix("/dev/")
+        seen.append((host, name))
+        assert s["volumeMode"] == "Block"
+        assert s["storageClassName"] == "local-storage"
+        assert s["accessModes"] == ["ReadWriteOnce"]
+        size = r.disk_size(host, name) or UNKNOWN_DISK_SIZE
+        assert int(s["capacity"]["storage"]) == size
+        # every PV can hold any of the set's claims
+        assert int(template["spec"]["resources"]["requests"]["storage"]) <= size
+    assert sorted(seen) == sorted(disks)
+    assert len({pv["metadata"]["name"] for pv in pvs}) == len(pvs)
+
+
+@pytest.mark.parametrize(("lab", "mode"), CASES)
+def test_replica_sizes_fit_the_osd_hosts(lab, mode, rendered):
+    r = rendered(lab, mode)
+    hosts = len(r.ceph_disks())
+    sizes = []
+    for doc in r.all_docs():
+        if doc["kind"] not in ("CephBlockPool", "CephFilesystem", "CephObjectStore"):
+            continue
+        spec = doc["spec"]
+        pools = [spec] if doc["kind"] == "CephBlockPool" else []
+        pools += [spec[k] for k in ("metadataPool", "dataPool") if k in spec]
+        pools += spec.get("dataPools", [])
+        sizes += [p["replicated"]["size"] for p in pools if "replicated" in p]
+    assert sizes, "no replicated pool rendered"
+    assert all(1 <= s <= hosts for s in sizes), (sizes, hosts)
+    assert set(sizes) == {r.spec["rook"]["replica_size"]}
+    no_redundancy = r.one("CephCluster")["spec"].get("cephConfig", {}).get("global", {})
+    assert (no_redundancy.get("mon_warn_on_pool_no_redundancy") == "false") == (
+        r.spec["rook"]["replica_size"] == 1
+    )
+
+
+# ---------------------------------------------------------------- operator settings, toolbox
+
+
+@pytest.mark.parametrize(("lab", "mode"), CASES)
+def test_operator_settings_follow_provider_and_os_family(lab, mode, rendered):
+    r = rendered(lab, mode)
+    (settings,) = r.docs["operator-settings.yaml"]
+    assert settings["metadata"] == {"name": "rook-ceph-operator-config", "namespace": "rook-ceph"}
+    family = r.inv["vars"]["clusterlab_os_family"]
+    assert settings["data"] == {
+        "ROOK_CEPH_ALLOW_LOOP_DEVICES": "true" if r.spec["provider"] == "local" else "false",
+        "ROOK_HOSTPATH_REQUIRES_PRIVILEGED": (
+            "true" if family in ("redhat", "fedora_coreos") else "false"
+        ),
+        "ROOK_ENABLE_DISCOVERY_DAEMON": "false",
+    }
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_toolbox_runs_the_cluster_image_from_rooks_secret_and_endpoints(lab, rendered):
+    r = rendered(lab, "host")
+    (tools,) = [d for d in r.docs["toolbox.yaml"] if d["kind"] == "Deployment"]
+    assert tools["metadata"]["name"] == "rook-ceph-tools"
+    assert tools["metadata"]["namespace"] == "rook-ceph"
+    pod = tools["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == r.one("CephCluster")["spec"]["cephVersion"]["image"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["mon-secret"]["secret"]["secretName"] == "rook-ceph-mon"
+    assert volumes["mon-endpoints"]["configMap"]["name"] == "rook-ceph-mon-endpoints"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_rook_folder_has_only_what_clusterlab_renders(lab, rendered):
+    r = rendered(lab, "host")
+    names = {f.name for f in r.files}
+    assert "README.txt" in names
+    assert not names & UPSTREAM_FILES
+    assert "CustomResourceDefinition" not in {d["kind"] for d in r.all_docs()}
+    assert "not copied here" in (r.out / "rook" / "README.txt").read_text()
+
+
+# ---------------------------------------------------------------- variants
+
+
+def test_device_filter_only_narrows_each_hosts_disks(rendered):
+    r = rendered("meetup-host", "host", device_filter="c$")
+    storage = r.one("CephCluster")["spec"]["storage"]
+    by_node = {n["name"]: [d["name"] for d in n["devices"]] for n in storage["nodes"]}
+    assert by_node == {h: ["vdc"] for h in ("node1", "node2", "node3")}
+    assert by_node == r.ceph_disks()
+    p = rendered("meetup-host", "pvc", device_filter="c$")
+    (device_set,) = p.one("CephCluster")["spec"]["storage"]["storageClassDeviceSets"]
+    assert device_set["count"] == 3
+    paths_ = [d["spec"]["local"]["path"] for d in p.docs["local-storage.yaml"][1:]]
+    assert paths_ == ["/dev/vdc"] * 3
+
+
+def test_a_filter_that_leaves_no_disk_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    spec = lab_spec("meetup-host", mode="host", device_filter="^nvme")
+    with pytest.raises(manifests.ManifestsError, match="No disk is left for Ceph"):
+        manifests.render(spec, tmp_path / "out", tags=["rook"])
+
+
+def test_pvc_mode_with_a_named_storage_class_makes_no_local_pvs(rendered):
+    r = rendered("meetup-pvc", "pvc", storage_class="fast-block")
+    assert "local-storage.yaml" not in r.docs
+    (device_set,) = r.one("CephCluster")["spec"]["storage"]["storageClassDeviceSets"]
+    (template,) = device_set["volumeClaimTemplates"]
+    assert template["spec"]["storageClassName"] == "fast-block"
+    assert device_set["count"] == 6
+
+
+def test_an_image_mirror_serves_the_ceph_image(tmp_path):
+    raw = yaml.safe_load(paths.lab_spec_file("default").read_text())
+    raw.setdefault("artifacts", {})["image_registry"] = "registry.lab.test:5000"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
+        mp.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+        r = Rendered(normalize(raw), tmp_path / "out")
+    image = "registry.lab.test:5000/ceph/ceph:v20.2.4"
+    assert r.one("CephCluster")["spec"]["cephVersion"]["image"] == image
+    (tools,) = r.docs["toolbox.yaml"]
+    assert tools["spec"]["template"]["spec"]["containers"][0]["image"] == image
+
+
+# ---------------------------------------------------------------- clusterlab.rook
+
+
+def test_ceph_disks_narrow_name_and_size():
+    got = rook.ceph_disks(
+        {"n1": ["/dev/loop3", "/dev/loop12"], "n2": ["/dev/sdb"]},
+        "loop1",
+        {"n1": {"/dev/loop12": 5}},
+    )
+    assert got == [
+        {"host": "n1", "name": "loop12", "path": "/dev/loop12", "size": 5, "pv": "n1-loop12"}
+    ]
+    assert [d["name"] for d in rook.ceph_disks({"n1": ["/dev/sdb", "/dev/sdc"]})] == ["sdb", "sdc"]
+    with pytest.raises(rook.RookError, match="not a regular expression"):
+        rook.ceph_disks({"n1": ["/dev/sdb"]}, "(")
+    with pytest.raises(rook.RookError, match="not a /dev/ path"):
+        rook.ceph_disks({"n1": ["sdb"]})
+
+
+def test_without_settings_takes_out_only_the_labs_keys():
+    text = (FIXTURES / "operator.yaml").read_text()
+    before = [d for d in yaml.safe_load_all(text) if d]
+    keys = ["ROOK_CEPH_ALLOW_LOOP_DEVICES", "ROOK_HOSTPATH_REQUIRES_PRIVILEGED"]
+    after = [d for d in yaml.safe_load_all(rook.without_settings(text, keys)) if d]
+    assert len(after) == len(before)
+    for old, new in zip(before, after, strict=True):
+        if (old["kind"], old["metadata"]["name"]) == rook.OPERATOR_SETTINGS:
+            assert "ROOK_CEPH_ALLOW_LOOP_DEVICES" in old["data"]
+            assert new["data"] == {k: v for k, v in old["data"].items() if k not in keys}
+        else:
+            assert new == old
+
+
+def test_without_settings_refuses_an_operator_manifest_it_does_not_know():
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other}\ndata: {}\n"
+    with pytest.raises(rook.RookError, match="found 0"):
+        rook.without_settings(text, ["ROOK_CEPH_ALLOW_LOOP_DEVICES"])
+
+
+def test_crd_names_are_those_the_stage_waits_for():
+    names = rook.crd_names((FIXTURES / "crds.yaml").read_text())
+    assert len(names) == 21
+    assert "cephclusters.ceph.rook.io" in names
+    assert "objectbucketclaims.objectbucket.io" in names
+
+
+# ---------------------------------------------------------------- the pinned copies
+
+
+@pytest.mark.parametrize("name", ["crds.yaml", "operator.yaml"])
+def test_fixture_copies_are_the_release_files_the_stage_fetches(name):
+    download = yaml.safe_load((paths.ROOT / "roles/common/download/defaults/main.yml").read_text())
+    item = {"crds.yaml": "rook_crds", "operator.yaml": "rook_operator"}[name]
+    digest = hashlib.sha256((FIXTURES / name).read_bytes()).hexdigest()
+    assert digest == download["download_table"][item]["sha256"]
+    shared = SHARED / name
+    if not shared.exists():
+        pytest.skip(f"{shared} is not on this machine")
+    assert (FIXTURES / name).read_bytes() == shared.read_bytes()
