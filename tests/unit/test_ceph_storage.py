@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from clusterlab.spec import normalize
 
 FIXTURE = paths.ROOT / "tests" / "fixtures" / "render-ceph-storage.yml"
 ROLE = paths.ROOT / "roles" / "rook" / "ceph_storage"
+RESET_ROLE = paths.ROOT / "roles" / "reset" / "rook_cleanup"
 SHARED_CRDS = paths.ROOT.parent / "shared" / "reference" / "rook-v1.20.6" / "crds.yaml"
 EXAMPLES = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
 VARIANTS = {
@@ -333,3 +335,73 @@ def test_the_verify_layer_checks_the_names_the_role_renders(rendered):
     assert names["ceph_storage_file_class"] == infra.FILE_CLASS
     assert names["ceph_storage_bucket_class"] == infra.BUCKET_CLASS
     assert names["ceph_storage_namespace"] == infra.NAMESPACE
+
+
+def crd_plurals() -> dict[str, str]:
+    """kind -> plural.group, from the pinned CRDs."""
+    out = {}
+    for crd in yaml.safe_load_all(rookschema.CRDS.read_text()):
+        if crd:
+            names = crd["spec"]["names"]
+            out[names["kind"]] = f"{names['plural']}.{crd['spec']['group']}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def cleanup_defaults() -> dict:
+    return yaml.safe_load((RESET_ROLE / "defaults" / "main.yml").read_text())
+
+
+@pytest.mark.parametrize("lab", EXAMPLES)
+def test_reset_removes_what_the_stage_renders(tmp_path, lab, cleanup_defaults):
+    """Every object of the lab's whole rook/ (the stage's roles together) is one reset
+    deletes: its Ceph kinds, its StorageClasses (by provisioner or label), its PVs (by label)."""
+    spec = lab_spec(lab)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
+        manifests.render(spec, tmp_path / "out", tags=["rook"])
+    docs = [
+        d
+        for f in sorted((tmp_path / "out" / "rook").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+    plural = crd_plurals()
+    ceph = {plural[d["kind"]] for d in docs if d["apiVersion"].startswith("ceph.rook.io/")}
+    assert ceph == {*cleanup_defaults["rook_cleanup_ceph_kinds"], "cephclusters.ceph.rook.io"}
+    regex = re.compile(cleanup_defaults["rook_cleanup_provisioner_regex"])
+    key, value = cleanup_defaults["rook_cleanup_label"].split("=")
+    for sc in [d for d in docs if d["kind"] == "StorageClass"]:
+        labels = sc["metadata"].get("labels") or {}
+        assert regex.match(sc["provisioner"]) or labels.get(key) == value, sc["metadata"]["name"]
+    for pv in [d for d in docs if d["kind"] == "PersistentVolume"]:
+        assert cleanup_defaults["rook_cleanup_pv_label"] in pv["metadata"].get("labels", {})
+    assert ("PersistentVolume" in {d["kind"] for d in docs}) == (spec["rook"]["mode"] == "pvc")
+    # what the verify layer and the demos create: bucket claims go first
+    assert cleanup_defaults["rook_cleanup_claim_kinds"] == [plural["ObjectBucketClaim"]]
+
+
+def test_reset_keeps_a_storage_class_the_user_named(tmp_path, cleanup_defaults):
+    """pvc mode with rook.storage_class: the user's class is not made here, so it carries no
+    label of ours, and its provisioner is not Rook's: reset leaves it."""
+    spec = normalize(
+        {
+            "name": "own-class",
+            "provider": "vagrant",
+            "os": "rocky9",
+            "nodes": {"count": 3, "control_plane": 1},
+            "rook": {"mode": "pvc", "storage_class": "san-block"},
+        }
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
+        manifests.render(spec, tmp_path / "out", tags=["rook"])
+    docs = [
+        d
+        for f in sorted((tmp_path / "out" / "rook").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+    classes = {d["metadata"]["name"] for d in docs if d["kind"] == "StorageClass"}
+    assert classes == {"rook-ceph-block", "rook-cephfs", "rook-ceph-bucket"}
+    assert not [d for d in docs if d["kind"] == "PersistentVolume"]
