@@ -405,3 +405,51 @@ def test_reset_keeps_a_storage_class_the_user_named(tmp_path, cleanup_defaults):
     classes = {d["metadata"]["name"] for d in docs if d["kind"] == "StorageClass"}
     assert classes == {"rook-ceph-block", "rook-cephfs", "rook-ceph-bucket"}
     assert not [d for d in docs if d["kind"] == "PersistentVolume"]
+
+
+def test_the_stage_probe_reads_each_node_kernel_and_names_what_it_lacks(tmp_path):
+    """probe.yml for real, on nodes that are this machine (ansible_connection local): the
+    features it finds are this kernel's, the mounters follow, and the warnings file names
+    the nodes exactly when RBD cannot be mapped."""
+    nodes = ["node1", "node2"]
+    state = tmp_path / "state"
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "vars": {
+                        "ansible_connection": "local",
+                        "ansible_python_interpreter": sys.executable,
+                        "clusterlab_shared_kernel": True,
+                        "clusterlab_state_dir": str(state),
+                        "rook_replica_size": 2,
+                        "rook_mon_count": 1,
+                    },
+                    "hosts": {n: None for n in nodes},
+                    "children": {
+                        "kube_control_plane": {"hosts": {"node1": None}},
+                        "k8s_cluster": {"hosts": {n: None for n in nodes}},
+                    },
+                }
+            }
+        )
+    )
+    res = run_playbook(FIXTURE, inv, {"out_dir": str(tmp_path / "out"), "probe": True})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    want = cephclient.choose({n: hostkernel.ceph_client_features() for n in nodes})
+    files = read_files(tmp_path / "out" / "rook")
+    docs = docs_of(files)
+    assert (
+        find(docs, "StorageClass", "rook-cephfs")["parameters"].get("mounter", "kernel")
+        == (want["cephfs_mounter"])
+    )
+    warnings = state / "warnings" / "ceph_storage.txt"
+    if want["warnings"]:
+        lines = warnings.read_text().splitlines()
+        assert len(lines) == len(want["warnings"])
+        assert lines[0].startswith("RBD: node1, node2: ")
+        assert "share this machine's kernel" in lines[0]
+        assert "WARNING: RBD: node1, node2" in res.stdout
+    else:
+        assert not warnings.exists()
