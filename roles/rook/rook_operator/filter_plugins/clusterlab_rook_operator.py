@@ -11,10 +11,12 @@ from ansible.errors import AnsibleFilterError
 from clusterlab import rook
 
 
-def clusterlab_rook_crd_names(text: str) -> list[str]:
-    """Manifest text | clusterlab_rook_crd_names -> the names of its CRDs."""
+def clusterlab_rook_crd_names(texts: str | list[str]) -> list[str]:
+    """Manifest text (or a list of them) | clusterlab_rook_crd_names -> the names of its CRDs."""
     try:
-        return rook.crd_names(str(text))
+        if isinstance(texts, str):
+            return rook.crd_names(texts)
+        return [name for text in texts for name in rook.crd_names(str(text))]
     except rook.RookError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 
