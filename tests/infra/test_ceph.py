@@ -21,14 +21,14 @@ the one the stage uses; with no such node the test is skipped, naming the nodes.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
-from pathlib import Path
 
+import labkube
 import pytest
 import testinfra
 import yaml
+from labkube import read_inventory
 
 from clusterlab import cephclient, cephstatus, rook
 
@@ -44,37 +44,19 @@ WAIT = 300  # seconds for a claim to bind, a pod to finish, a bucket to be provi
 
 @pytest.fixture(scope="module")
 def lab(request) -> dict:
-    """The inventory the suite runs against (all.vars, hosts with their vars, groups)."""
-    path = Path(request.config.option.ansible_inventory)
-    inv = yaml.safe_load(path.read_text())["all"]
-    groups = {g: sorted((v or {}).get("hosts") or {}) for g, v in inv["children"].items()}
-    return {
-        "path": path,
-        "vars": inv["vars"],
-        "hosts": inv["hosts"],
-        "groups": groups,
-        "sudo": bool(getattr(request.config.option, "sudo", False)),
-    }
+    """The inventory the suite runs against, and whether nodes are reached with sudo."""
+    out = read_inventory(request.config.option.ansible_inventory)
+    out["sudo"] = bool(getattr(request.config.option, "sudo", False))
+    return out
 
 
 def kubectl(lab: dict, *args: str, check: bool = True, stdin: str | None = None) -> str:
-    v = lab["vars"]
-    res = subprocess.run(
-        [v["clusterlab_kubectl"], "--kubeconfig", v["clusterlab_kubeconfig"], *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=WAIT + 60,
-    )
-    if check and res.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
-    return res.stdout
+    return labkube.kubectl(lab, *args, check=check, stdin=stdin, timeout=WAIT + 60)
 
 
 def expected_osds(lab: dict) -> int:
     """The inventory's Ceph disks (rook.device_filter narrows, as in the stage)."""
-    host_disks = {h: lab["hosts"][h].get("lab_disks") or [] for h in lab["groups"]["ceph_osd"]}
+    host_disks = {h: lab["hostvars"][h].get("lab_disks") or [] for h in lab["groups"]["ceph_osd"]}
     return len(rook.ceph_disks(host_disks, lab["vars"].get("rook_device_filter") or ""))
 
 

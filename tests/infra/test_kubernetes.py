@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
+from labkube import kubectl, read_inventory
 
 PROBE_NS = "clusterlab-verify"
 PROBE_IMAGE = "e2e-test-images/agnhost:2.53"  # netexec serves HTTP; connect opens a TCP connection
@@ -40,25 +40,8 @@ for _ in range(n):
 
 @pytest.fixture(scope="module")
 def lab(request) -> dict:
-    """The inventory the suite runs against (all.vars and groups)."""
-    inv = yaml.safe_load(Path(request.config.option.ansible_inventory).read_text())["all"]
-    groups = {g: sorted((v or {}).get("hosts") or {}) for g, v in inv["children"].items()}
-    return {"vars": inv["vars"], "hosts": sorted(inv["hosts"]), "groups": groups}
-
-
-def kubectl(lab: dict, *args: str, check: bool = True, stdin: str | None = None) -> str:
-    v = lab["vars"]
-    res = subprocess.run(
-        [v["clusterlab_kubectl"], "--kubeconfig", v["clusterlab_kubeconfig"], *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    if check and res.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
-    return res.stdout
+    """The inventory the suite runs against (all.vars, hosts, groups)."""
+    return read_inventory(request.config.option.ansible_inventory)
 
 
 @pytest.fixture(scope="module")

@@ -315,17 +315,19 @@ def test_probed_features_choose_the_mounters(tmp_path):
 # ---------------------------------------------------------------- the verify layer, reset
 
 
-def load_infra(name: str):
-    path = paths.ROOT / "tests" / "infra" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"infra_{name}", path)
+def load_infra(name: str, monkeypatch):
+    """A verify suite's module (its helpers import from tests/infra, as under `inv verify`)."""
+    infra = paths.ROOT / "tests" / "infra"
+    monkeypatch.syspath_prepend(str(infra))
+    spec = importlib.util.spec_from_file_location(f"infra_{name}", infra / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_the_verify_layer_checks_the_names_the_role_renders(rendered):
+def test_the_verify_layer_checks_the_names_the_role_renders(rendered, monkeypatch):
     names = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
-    infra = load_infra("test_ceph")
+    infra = load_infra("test_ceph", monkeypatch)
     _, files = rendered("default")
     docs = docs_of(files)
     assert {
@@ -352,20 +354,25 @@ def cleanup_defaults() -> dict:
     return yaml.safe_load((RESET_ROLE / "defaults" / "main.yml").read_text())
 
 
+def whole_rook_folder(spec: dict, work: Path) -> list[dict]:
+    """Every document of the lab's rook/ from `clusterlab manifests` (all the stage's roles)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLUSTERLAB_STATE", str(work / "state"))
+        manifests.render(spec, work / "out", tags=["rook"])
+    return [
+        d
+        for f in sorted((work / "out" / "rook").glob("*.yaml"))
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    ]
+
+
 @pytest.mark.parametrize("lab", EXAMPLES)
 def test_reset_removes_what_the_stage_renders(tmp_path, lab, cleanup_defaults):
     """Every object of the lab's whole rook/ (the stage's roles together) is one reset
     deletes: its Ceph kinds, its StorageClasses (by provisioner or label), its PVs (by label)."""
     spec = lab_spec(lab)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
-        manifests.render(spec, tmp_path / "out", tags=["rook"])
-    docs = [
-        d
-        for f in sorted((tmp_path / "out" / "rook").glob("*.yaml"))
-        for d in yaml.safe_load_all(f.read_text())
-        if d
-    ]
+    docs = whole_rook_folder(spec, tmp_path)
     plural = crd_plurals()
     ceph = {plural[d["kind"]] for d in docs if d["apiVersion"].startswith("ceph.rook.io/")}
     assert ceph == {*cleanup_defaults["rook_cleanup_ceph_kinds"], "cephclusters.ceph.rook.io"}
@@ -393,15 +400,7 @@ def test_reset_keeps_a_storage_class_the_user_named(tmp_path, cleanup_defaults):
             "rook": {"mode": "pvc", "storage_class": "san-block"},
         }
     )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
-        manifests.render(spec, tmp_path / "out", tags=["rook"])
-    docs = [
-        d
-        for f in sorted((tmp_path / "out" / "rook").glob("*.yaml"))
-        for d in yaml.safe_load_all(f.read_text())
-        if d
-    ]
+    docs = whole_rook_folder(spec, tmp_path)
     classes = {d["metadata"]["name"] for d in docs if d["kind"] == "StorageClass"}
     assert classes == {"rook-ceph-block", "rook-cephfs", "rook-ceph-bucket"}
     assert not [d for d in docs if d["kind"] == "PersistentVolume"]
