@@ -13,6 +13,12 @@ from clusterlab.oses import OSES
 
 GROUPS_BY_ROLE = {"control_plane": "kube_control_plane", "etcd": "etcd", "worker": "kube_node"}
 
+# A disk the provider names only when it attaches it (local: the loop device /dev/loopN):
+# the planned inventory carries this placeholder (n = the disk's 1-based place on its node);
+# the stages refuse it (validate_inventory), so they only ever run on the generated inventory.
+PLANNED_DISK = "/dev/loop-assigned-at-up-{n}"
+PLANNED_DISK_PREFIX = PLANNED_DISK.split("{", 1)[0]
+
 
 @dataclass
 class Connection:
@@ -67,20 +73,47 @@ def group_vars(spec: dict) -> dict[str, Any]:
     }
 
 
+def disk_paths(node: dict, attached: list[str] | None = None) -> list[str]:
+    """Device path of each data disk of a spec node, in spec order: as attached by the
+    provider when given, else the spec's, else the PLANNED_DISK placeholder."""
+    if attached is not None:
+        return list(attached)
+    return [d["device"] or PLANNED_DISK.format(n=i + 1) for i, d in enumerate(node["disks"])]
+
+
 def render(
-    spec: dict, connections: dict[str, Connection], ssh_common_args: str = ""
+    spec: dict,
+    connections: dict[str, Connection],
+    ssh_common_args: str = "",
+    disks: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Inventory as a dict (YAML inventory plugin layout)."""
+    """Inventory as a dict (YAML inventory plugin layout).
+
+    disks: node -> the device path of each of its data disks (spec order) as the provider
+    attached them; without it, the spec's paths (placeholders where the provider names disks
+    at `up`). Host vars lab_disks (Ceph disks) and lab_disk_sizes (path -> bytes, for the
+    disks whose size the spec gives) use these paths.
+    """
     hosts: dict[str, dict[str, Any]] = {}
     children: dict[str, dict[str, Any]] = {g: {"hosts": {}} for g in GROUPS_BY_ROLE.values()}
     children["ceph_osd"] = {"hosts": {}}
     for node in spec["nodes"]:
         conn = connections[node["name"]]
+        ceph = [
+            (path, d)
+            for path, d in zip(
+                disk_paths(node, (disks or {}).get(node["name"])), node["disks"], strict=True
+            )
+            if d["ceph"]
+        ]
         hv: dict[str, Any] = {
             "ansible_host": conn.host,
             "ansible_user": conn.user,
             "ip": node["address"],
-            "lab_disks": [d["device"] for d in node["disks"] if d["ceph"]],
+            "lab_disks": [path for path, _ in ceph],
+            "lab_disk_sizes": {
+                path: d["size_bytes"] for path, d in ceph if d.get("size_bytes") is not None
+            },
         }
         if conn.port != 22:
             hv["ansible_port"] = conn.port
@@ -105,10 +138,14 @@ def render(
 
 
 def write(
-    spec: dict, connections: dict[str, Connection], state: Path, ssh_common_args: str = ""
+    spec: dict,
+    connections: dict[str, Connection],
+    state: Path,
+    ssh_common_args: str = "",
+    disks: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write hosts.yml into the lab's state dir; link the user's group_vars beside it."""
-    inv = render(spec, connections, ssh_common_args)
+    inv = render(spec, connections, ssh_common_args, disks)
     target = state / "hosts.yml"
     tmp = target.with_suffix(".tmp")
     tmp.write_text(

@@ -73,7 +73,11 @@ FIELDS: dict[str, Field] = {
     "nodes[].disks": Field("list", [], "Data disks of the node."),
     "nodes[].disks[].size": Field("size", None, "Disk size like 10G (local, vagrant)."),
     "nodes[].disks[].device": Field(
-        "path", None, "Device path; required on static, assigned (/dev/vdb, …) otherwise."
+        "path",
+        None,
+        "Device path; required on static, assigned otherwise: /dev/vdb, … (vagrant libvirt), "
+        "/dev/sdb, … (VirtualBox), on local the loop device attached at `up` (/dev/loopN, the "
+        "kernel's own name; null here, a placeholder in the planned inventory).",
     ),
     "nodes[].disks[].ceph": Field("bool", True, "Hand the disk to Ceph as an OSD disk."),
     "nodes[].user": Field("str", None, "SSH user (static; default: the OS image's user)."),
@@ -398,8 +402,11 @@ def normalize(raw: Any) -> dict:
     return out
 
 
-def disk_device(spec_provider: str, vagrant_provider: str | None, index: int) -> str:
-    """Device path a provider gives the index-th data disk (0-based)."""
+def disk_device(spec_provider: str, vagrant_provider: str | None, index: int) -> str | None:
+    """Device path a provider gives the index-th data disk (0-based); None on local, whose
+    disks are loop devices named by the kernel when attached (see inventory.PLANNED_DISK)."""
+    if spec_provider == "local":
+        return None
     letter = chr(ord("b") + index)
     if spec_provider == "vagrant" and vagrant_provider == "virtualbox":
         return f"/dev/sd{letter}"

@@ -81,6 +81,23 @@ def test_data_disks_present_and_clean(host, hv):
         assert state["clean"], f"{dev} is not clean: {state}"
 
 
+def test_data_disks_under_their_kernel_names(host, hv):
+    """Rook and ceph-volume read a disk by its kernel name (lsblk KNAME, sysfs): the node's
+    /dev must have that name for the same device (a loop device bound in as /dev/vdb is still
+    loopN to them and cannot be read), and its size is the one the inventory gives."""
+    for dev in hv["lab_disks"]:
+        row = host.check_output(f"lsblk -dnb -o KNAME,MAJ:MIN,SIZE {dev}").split()
+        kname, majmin, size = row[0], row[1], int(row[2])
+        own = host.run(f"lsblk -dn -o MAJ:MIN /dev/{kname}")
+        assert own.rc == 0, f"{dev} is {kname} to the kernel, but /dev/{kname} is not in the node"
+        assert own.stdout.strip() == majmin, f"/dev/{kname} is not the device {dev} ({majmin})"
+        want = hv.get("lab_disk_sizes", {}).get(dev)
+        if want is not None:
+            # local and vagrant make disks of the spec's size; a static disk may be larger
+            exact = hv.get("clusterlab_provider") in ("local", "vagrant")
+            assert size == want if exact else size >= want, f"{dev}: {size} bytes, want {want}"
+
+
 @pytest.mark.parametrize("tool", ["conntrack", "socat", "ethtool", "iptables", "ip", "nsenter"])
 def test_tools_kubeadm_and_the_kubelet_call(host, tool):
     assert host.exists(tool), f"{tool} is not installed"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 import testinfra
-from nodes import ssh
+from nodes import disks, ssh
 
 from clusterlab import ansible, sshconf
 from clusterlab.providers import ProviderError
@@ -49,13 +50,14 @@ def test_full_lifecycle_three_nodes_two_disks(labs):
         assert host.check_output("hostname") == node["name"]
         assert host.interface("host0").addresses[0] == node["address"]
         assert host.service("ssh").is_running
-        for disk in node["disks"]:
-            assert host.run(f"test -b {disk['device']}").rc == 0
+        for dev in disks(prov, node["name"]):
+            assert host.run(f"test -b {dev}").rc == 0
 
     # disks visible and writable inside every node, each its own device
+    every = [d for node in spec["nodes"] for d in disks(prov, node["name"])]
+    assert len(set(every)) == 6
     for node in spec["nodes"]:
-        for i, disk in enumerate(node["disks"]):
-            dev = disk["device"]
+        for i, (dev, disk) in enumerate(zip(disks(prov, node["name"]), node["disks"], strict=True)):
             mark = f"{node['name']}-{i}"
             ssh(
                 prov,
@@ -67,10 +69,11 @@ def test_full_lifecycle_three_nodes_two_disks(labs):
             ).stdout
             assert out.startswith(mark)
             assert int(out[len(mark) :].strip()) == disk["size_bytes"]
+    first, second = disks(prov, "node1")
     ssh(
         prov,
         "node1",
-        "wipefs -a /dev/vdb && sgdisk -Z /dev/vdb && pvcreate -q /dev/vdc && pvs /dev/vdc",
+        f"wipefs -a {first} && sgdisk -Z {first} && pvcreate -q {second} && pvs {second}",
     )
 
     # nodes reach each other on the lab network
@@ -79,9 +82,11 @@ def test_full_lifecycle_three_nodes_two_disks(labs):
     # a second create changes nothing: same processes, same host keys
     pids = {n["name"]: prov.nspawn_pid(n["name"]) for n in spec["nodes"]}
     known = (prov.state / "known_hosts").read_text()
+    hosts_yml = inv.read_text()
     prov.create()
     assert {n["name"]: prov.nspawn_pid(n["name"]) for n in spec["nodes"]} == pids
     assert (prov.state / "known_hosts").read_text() == known
+    assert inv.read_text() == hosts_yml  # same loop devices
 
     prov.destroy()
     assert [s.state for s in prov.status()] == ["absent"] * 3
@@ -117,7 +122,7 @@ def test_down_from_half_created_lab_and_from_nothing(labs):
     key = sshconf.ensure_keypair(prov.state)
     node = spec["nodes"][0]
     prov._ensure_node_fs(node, ensure_rootfs("bookworm"), key)
-    prov._loop_for(prov.disk_file("node1", "/dev/vdb"))
+    prov._loop_for(prov.disk_file("node1", 0))
     prov.destroy()
     prov.destroy()  # already gone: still fine
     res = labs.cli("down", "--lab", "ithalf")
@@ -210,7 +215,8 @@ def test_cli_up_status_ssh_down(labs):
     assert "provision (local)" in res.stderr
     status = labs.cli("status", "--lab", "itcli").stdout.splitlines()
     assert status[0].split() == ["NODE", "STATE", "ADDRESS", "DISKS"]
-    assert status[1].split() == ["node1", "running", "10.213.110.11", "/dev/vdb"]
+    assert status[1].split() == ["node1", "running", "10.213.110.11", *disks(prov, "node1")]
+    assert re.fullmatch(r"/dev/loop\d+", disks(prov, "node1")[0])
     out = labs.cli("ssh", "node2", "--lab", "itcli", "--", "cat /etc/hostname").stdout
     assert out.strip() == "node2"
     inv = json.loads(
@@ -223,5 +229,68 @@ def test_cli_up_status_ssh_down(labs):
             check=True,
         ).stdout
     )
-    assert inv["_meta"]["hostvars"]["node2"]["lab_disks"] == ["/dev/vdb"]
+    assert inv["_meta"]["hostvars"]["node2"]["lab_disks"] == disks(prov, "node2")
+    (dev,) = disks(prov, "node2")
+    assert inv["_meta"]["hostvars"]["node2"]["lab_disk_sizes"] == {dev: 5 * 2**30}
     labs.cli("down", "--lab", "itcli")
+
+
+def loops_in_node(prov, node: str) -> dict[str, tuple[str, int]]:
+    """Every block device under /dev in the node whose kernel name lsblk knows:
+    /dev path -> (KNAME, size in bytes)."""
+    out = ssh(prov, node, "lsblk -J -b -d -o KNAME,PATH,SIZE").stdout
+    # (not find -type b: a device bound over an empty file keeps the file's readdir type)
+    have = set(
+        ssh(prov, node, 'for f in /dev/*; do [ -b "$f" ] && echo "$f"; done; true').stdout.split()
+    )
+    return {
+        d["path"]: (d["kname"], int(d["size"]))
+        for d in json.loads(out)["blockdevices"]
+        if d["path"] in have
+    }
+
+
+def test_disks_keep_their_loop_device(labs, tmp_path):
+    """A disk is handed in as /dev/loopN (lsblk's KNAME in the node), keeps N while the lab
+    exists and, re-attached (host reboot), asks for N again; only when another device took N
+    does it get a new one, and the inventory says so."""
+    spec = labs.spec("cephloop", 61, nodes=1, disks=2)
+    prov = labs.provider(spec)
+    prov.create()
+    first = disks(prov, "node1")
+    assert all(re.fullmatch(r"/dev/loop\d+", d) for d in first), first
+    seen = loops_in_node(prov, "node1")
+    assert {d: seen[d] for d in first} == {d: (d[5:], 5 * 2**30) for d in first}
+    assert set(seen) == set(first)  # no other disk of the host in the node's /dev
+
+    prov.stop_node("node1")  # node restart: same devices
+    prov.create()
+    assert disks(prov, "node1") == first
+    assert set(loops_in_node(prov, "node1")) == set(first)
+
+    def reboot_host() -> None:  # what a host reboot leaves: nodes gone, loops detached
+        prov.stop_node("node1")
+        for d in disks(prov, "node1"):
+            subprocess.run(["losetup", "-d", d], check=True)
+
+    reboot_host()
+    prov.create()
+    assert disks(prov, "node1") == first
+
+    reboot_host()
+    squatter = tmp_path / "squatter.img"
+    squatter.write_bytes(b"")
+    os.truncate(squatter, 2**20)
+    subprocess.run(["losetup", first[0], str(squatter)], check=True)
+    try:
+        prov.create()
+        now = disks(prov, "node1")
+        assert now[1] == first[1]
+        assert now[0] != first[0]
+        assert re.fullmatch(r"/dev/loop\d+", now[0])
+        assert set(loops_in_node(prov, "node1")) == set(now)
+        status = labs.cli("status", "--lab", "cephloop").stdout.splitlines()
+        assert status[1].split()[3:] == now
+    finally:
+        subprocess.run(["losetup", "-d", first[0]], check=False)
+    prov.destroy()

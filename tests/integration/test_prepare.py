@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from nodes import ssh
+from nodes import disks, ssh
 
 from clusterlab import stages
 from clusterlab.ansible import AnsibleError
@@ -43,10 +43,11 @@ def test_prepare_refuses_a_disk_with_a_filesystem(labs):
     spec = labs.spec("itdisk", 112, nodes=1, disks=1)
     prov = labs.provider(spec)
     prov.create()
-    assert ssh(prov, "node1", "mkfs.ext4 -q -F /dev/vdb").returncode == 0
+    (dev,) = disks(prov, "node1")
+    assert ssh(prov, "node1", f"mkfs.ext4 -q -F {dev}").returncode == 0
     with pytest.raises(AnsibleError) as exc:
         stages.run_stage(spec, "prepare")
-    assert "/dev/vdb on node1 is not a usable Ceph data disk: it carries signatures: ext4" in str(
+    assert f"{dev} on node1 is not a usable Ceph data disk: it carries signatures: ext4" in str(
         exc.value
     )
     prov.destroy()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from nodes import ssh
+from nodes import disks, ssh
 
 from clusterlab import stages
 from clusterlab.ansible import AnsibleError
@@ -21,10 +21,10 @@ def put_signatures(prov, kind: str, node: str, dev: str) -> None:
     cmds = {
         "ext4": f"mkfs.ext4 -q -F {dev}",
         # This kernel does not re-read partition tables of loop devices: the GPT is on the
-        # disk (sgdisk -p shows it) even though no /dev/vdb1 appears.
+        # disk (sgdisk -p shows it) even though no partition device appears.
         "gpt": f"sgdisk -n 1:0:+100M -n 2:0:+100M {dev} >/dev/null && sgdisk -p {dev} | grep -q '^ *2 '",
         # No device-mapper in this kernel, so no LV: a PV and a ceph- VG are what can exist.
-        "lvm": f"pvcreate -q {dev} && vgcreate -q ceph-{node}-{dev[-1]} {dev}",
+        "lvm": f"pvcreate -q {dev} && vgcreate -q ceph-{node}-{dev.rsplit('/', 1)[-1]} {dev}",
         "bluestore": (
             f"printf '{BLUESTORE} v1\\n' | dd of={dev} conv=notrunc status=none && "
             f"printf '{BLUESTORE} v1\\n' | dd of={dev} bs=1M seek=1024 conv=notrunc status=none"
@@ -43,40 +43,42 @@ def test_reset_wipes_signatures_and_refuses_guarded_disks(labs):
     ssh(prov, "node1", "true")
     stages.reset(spec)  # installs the disk tool; a lab where nothing ran resets cleanly
 
-    put_signatures(prov, "ext4", "node1", "/dev/vdb")
-    put_signatures(prov, "gpt", "node1", "/dev/vdc")
-    put_signatures(prov, "lvm", "node2", "/dev/vdb")
-    put_signatures(prov, "bluestore", "node2", "/dev/vdc")
-    assert disk_state(prov, "node2", "/dev/vdc")["nonzero_offsets_mib"] == ["0", "1024"]
+    d1, d2, d3 = (disks(prov, n) for n in ("node1", "node2", "node3"))
+    put_signatures(prov, "ext4", "node1", d1[0])
+    put_signatures(prov, "gpt", "node1", d1[1])
+    put_signatures(prov, "lvm", "node2", d2[0])
+    put_signatures(prov, "bluestore", "node2", d2[1])
+    assert disk_state(prov, "node2", d2[1])["nonzero_offsets_mib"] == ["0", "1024"]
     # node3: a mounted data disk and a disk in a volume group Ceph did not create
+    mounted, in_vg = d3
     ssh(
         prov,
         "node3",
         # read-only, so that ext4 itself (lazy init, journal) cannot change the bytes we hash
-        "mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 /dev/vdb && mkdir -p /mnt/data"
-        " && mount -o ro /dev/vdb /mnt/data && sync",
+        f"mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 {mounted} && mkdir -p /mnt/data"
+        f" && mount -o ro {mounted} /mnt/data && sync",
     )
-    ssh(prov, "node3", "pvcreate -q /dev/vdc && vgcreate -q data /dev/vdc")
-    hashes = {
-        d: ssh(prov, "node3", f"sha256sum {d}").stdout.split()[0] for d in ("/dev/vdb", "/dev/vdc")
-    }
+    ssh(prov, "node3", f"pvcreate -q {in_vg} && vgcreate -q data {in_vg}")
+    hashes = {d: ssh(prov, "node3", f"sha256sum {d}").stdout.split()[0] for d in d3}
 
     with pytest.raises(AnsibleError) as exc:
         stages.reset(spec)
-    assert "refusing to reset node3: /dev/vdb: /dev/vdb is mounted at /mnt/data" in str(exc.value)
-    for node in ("node1", "node2"):
-        for dev in ("/dev/vdb", "/dev/vdc"):
+    assert f"refusing to reset node3: {mounted}: {mounted} is mounted at /mnt/data" in str(
+        exc.value
+    )
+    for node, devs in (("node1", d1), ("node2", d2)):
+        for dev in devs:
             state = disk_state(prov, node, dev)
             assert state["clean"], f"{node}:{dev} not clean after reset: {state}"
-    assert ssh(prov, "node3", "findmnt -n -o TARGET -S /dev/vdb").stdout.strip() == "/mnt/data"
+    assert ssh(prov, "node3", f"findmnt -n -o TARGET -S {mounted}").stdout.strip() == "/mnt/data"
     for dev, digest in hashes.items():
         assert ssh(prov, "node3", f"sha256sum {dev}").stdout.split()[0] == digest, f"{dev} changed"
 
     ssh(prov, "node3", "umount /mnt/data")
-    hashes["/dev/vdb"] = ssh(prov, "node3", "sha256sum /dev/vdb").stdout.split()[0]
+    hashes[mounted] = ssh(prov, "node3", f"sha256sum {mounted}").stdout.split()[0]
     with pytest.raises(AnsibleError) as exc:
         stages.reset(spec)
-    assert "/dev/vdc belongs to volume group data, which Ceph did not create" in str(exc.value)
+    assert f"{in_vg} belongs to volume group data, which Ceph did not create" in str(exc.value)
     for dev, digest in hashes.items():
         assert ssh(prov, "node3", f"sha256sum {dev}").stdout.split()[0] == digest, f"{dev} changed"
     assert ssh(prov, "node3", "vgs --noheadings -o vg_name").stdout.split() == ["data"]
@@ -92,17 +94,22 @@ def test_three_cycles_then_a_clean_reset_changes_nothing(labs):
     assert refused.returncode == 1
     assert "confirm with --yes" in refused.stderr
 
+    disk = {n: disks(prov, n)[0] for n in ("node1", "node2")}
     for kind in ("bluestore", "lvm", "ext4"):
         for node in ("node1", "node2"):
             if (prov.state / "logs" / "reset.log").exists() or kind != "bluestore":
-                put_signatures(prov, kind, node, "/dev/vdb")
+                put_signatures(prov, kind, node, disk[node])
             else:  # first cycle: the disk tool is not on the node before the first reset or prepare
-                ssh(prov, node, f"printf '{BLUESTORE}' | dd of=/dev/vdb conv=notrunc status=none")
+                ssh(
+                    prov,
+                    node,
+                    f"printf '{BLUESTORE}' | dd of={disk[node]} conv=notrunc status=none",
+                )
         stages.reset(spec)
         stages.run_stage(spec, "prepare")
         stages.verify(spec, ["nodes"])
         for node in ("node1", "node2"):
-            assert disk_state(prov, node, "/dev/vdb")["clean"]
+            assert disk_state(prov, node, disk[node])["clean"]
 
     again = stages.reset(spec)
     assert {h: r["changed"] for h, r in again.items() if h != "localhost"} == {

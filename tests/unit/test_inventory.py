@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 
 import pytest
 import yaml
+from localplay import run_playbook
 
 from clusterlab import ansible, inventory, paths
 from clusterlab.ansible import failures
 from clusterlab.providers import get_provider
-from clusterlab.spec import load_spec_file
+from clusterlab.spec import load_spec_file, normalize
 
 LABS = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
 
@@ -53,10 +55,98 @@ def test_inventory_parses_with_groups_and_vars(lab, tmp_path):
         hv = hostvars[node["name"]]
         assert hv["ip"] == node["address"]
         assert hv["ansible_host"] == node["address"]
-        assert hv["lab_disks"] == [d["device"] for d in node["disks"]]
+        planned = [
+            d["device"] or inventory.PLANNED_DISK.format(n=i + 1)
+            for i, d in enumerate(node["disks"])
+        ]
+        assert hv["lab_disks"] == [
+            p for p, d in zip(planned, node["disks"], strict=True) if d["ceph"]
+        ]
+        assert hv["lab_disk_sizes"] == {
+            p: d["size_bytes"]
+            for p, d in zip(planned, node["disks"], strict=True)
+            if d["ceph"] and d.get("size_bytes")
+        }
+        if spec["provider"] == "local":  # loop devices are named when `up` attaches them
+            assert all(p.startswith(inventory.PLANNED_DISK_PREFIX) for p in hv["lab_disks"])
+        else:
+            assert hv["lab_disks"] == [d["device"] for d in node["disks"] if d["ceph"]]
         assert hv["kube_version"] == spec["kubernetes"]["version"]
         assert hv["rook_mode"] == spec["rook"]["mode"]
         assert hv["clusterlab_lab"] == lab
+
+
+VALIDATE = """\
+- name: Validate
+  hosts: all
+  gather_facts: false
+  roles:
+    - role: validate_inventory
+"""
+
+
+def validate(tmp_path, inv: dict) -> subprocess.CompletedProcess:
+    """The validate_inventory role against inv, every host reached locally."""
+    for hv in inv["all"]["hosts"].values():
+        hv.update(ansible_connection="local", ansible_python_interpreter=sys.executable)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inv))
+    (tmp_path / "validate.yml").write_text(VALIDATE)
+    return run_playbook(tmp_path / "validate.yml", tmp_path / "hosts.yml", {})
+
+
+def test_local_disks_planned_then_attached(tmp_path):
+    """A local lab's planned inventory has placeholders the stages refuse; the inventory `up`
+    writes has the loop devices the provider attached, with the spec's sizes."""
+    spec = load_spec_file(paths.lab_spec_file("default"))
+    assert spec["provider"] == "local"
+    assert all(d["device"] is None for n in spec["nodes"] for d in n["disks"])
+    conns = get_provider(spec).planned_connections()
+    planned = inventory.render(spec, conns)
+    res = validate(tmp_path, planned)
+    assert res.returncode != 0
+    assert "placeholders of a planned" in res.stdout
+    assert "/dev/loop-assigned-at-up-1" in res.stdout
+
+    loops = {
+        n["name"]: [f"/dev/loop{10 * i + j}" for j in range(len(n["disks"]))]
+        for i, n in enumerate(spec["nodes"])
+    }
+    made = inventory.render(spec, conns, disks=loops)
+    for node in spec["nodes"]:
+        hv = made["all"]["hosts"][node["name"]]
+        assert hv["lab_disks"] == loops[node["name"]]
+        assert hv["lab_disk_sizes"] == {
+            p: d["size_bytes"] for p, d in zip(loops[node["name"]], node["disks"], strict=True)
+        }
+    res = validate(tmp_path, made)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_static_disk_sizes_only_where_the_spec_gives_them():
+    spec = normalize(
+        {
+            "name": "st",
+            "provider": "static",
+            "os": "debian12",
+            "network": {"cidr": "192.0.2.0/24"},
+            "nodes": [
+                {
+                    "name": "a",
+                    "address": "192.0.2.10",
+                    "user": "root",
+                    "roles": ["control_plane", "etcd", "worker"],
+                    "disks": [
+                        {"device": "/dev/sdb", "size": "20G"},
+                        {"device": "/dev/disk/by-id/x"},
+                        {"device": "/dev/sdd", "ceph": False, "size": "8G"},
+                    ],
+                }
+            ],
+        }
+    )
+    hv = inventory.render(spec, get_provider(spec).planned_connections())["all"]["hosts"]["a"]
+    assert hv["lab_disks"] == ["/dev/sdb", "/dev/disk/by-id/x"]
+    assert hv["lab_disk_sizes"] == {"/dev/sdb": 20 * 2**30}
 
 
 def test_user_group_vars_win(tmp_path, monkeypatch):

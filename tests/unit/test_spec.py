@@ -83,7 +83,7 @@ def test_defaults_filled_and_counts_expanded():
     assert [n["address"] for n in spec["nodes"]] == ["10.213.9.11", "10.213.9.12", "10.213.9.13"]
     assert spec["nodes"][0]["roles"] == ["control_plane", "etcd", "worker"]
     assert spec["nodes"][1]["roles"] == ["worker"]  # etcd is stacked on the one control plane
-    assert spec["nodes"][0]["disks"][0]["device"] == "/dev/vdb"
+    assert spec["nodes"][0]["disks"][0]["device"] is None  # local: the loop device, at up
     assert spec["rook"]["mon_count"] == 3
     assert spec["rook"]["replica_size"] == 3
     assert spec["rook"]["allow_multiple_per_node"] is False

@@ -2,7 +2,13 @@
 
 Each node: an overlayfs over the cached base rootfs, its own network namespace on the lab's
 bridge, its own cgroup directory in every hierarchy (so every process of a node can be found
-and stopped), loop-backed raw data disks bound in as /dev/vdb, /dev/vdc, …
+and stopped), loop-backed raw data disks bound in under the kernel's own name.
+
+Nodes share the host's sysfs, so lsblk and ceph-volume in a node know a disk only by its
+kernel name (loopN): a disk is bound in as /dev/loopN, its path on the host, never renamed.
+The loop device stays attached while the lab exists (nodes stopping and starting, `up` run
+again keep it); re-attached after a host reboot, it asks for its recorded number again, and
+where another device took it meanwhile it gets a new one and the inventory says so.
 
 Everything is discovered from the system by name (bridge, nft table, cgroup dirs, mounts and
 loop devices under the lab's state dir), so `destroy` works from any partial state, even
@@ -32,7 +38,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from clusterlab import inventory, sshconf
+from clusterlab import inventory, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.oses import OSES, providers_for
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
@@ -281,8 +287,9 @@ class LocalProvider(Provider):
     def machine(self, node: str) -> str:
         return f"{self.lab}-{node}"
 
-    def disk_file(self, node: str, device: str) -> Path:
-        return self.node_dir(node) / "disks" / (Path(device).name + ".img")
+    def disk_file(self, node: str, index: int) -> Path:
+        """Backing file of the node's index-th data disk (0-based, spec order)."""
+        return self.node_dir(node) / "disks" / f"disk{index + 1}.img"
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -357,8 +364,8 @@ class LocalProvider(Provider):
     def check_disk_space(self) -> None:
         need = 0
         for node in self.spec["nodes"]:
-            for d in node["disks"]:
-                if not self.disk_file(node["name"], d["device"]).exists():
+            for i, d in enumerate(node["disks"]):
+                if not self.disk_file(node["name"], i).exists():
                     need += d["size_bytes"]
         if not need:
             return
@@ -395,7 +402,9 @@ class LocalProvider(Provider):
                     [node["name"], node["address"]],
                     self._ensure_node_fs(node, rootfs, key),
                 )
-                if self._ensure_running(node):
+            disks = self._attach_disks()
+            for node in self.spec["nodes"]:
+                if self._ensure_running(node, disks[node["name"]]):
                     started.append(node["name"])
             sshconf.write_known_hosts(self.state, host_keys)
             hosts = [sshconf.SshHost(n["name"], n["address"], "root") for n in self.spec["nodes"]]
@@ -404,7 +413,7 @@ class LocalProvider(Provider):
             for name in started:
                 self._cgroups_writable(name)
             conns = self.planned_connections()
-            inventory.write(self.spec, conns, self.state, sshconf.common_args(self.state))
+            inventory.write(self.spec, conns, self.state, sshconf.common_args(self.state), disks)
             return conns
 
     def planned_connections(self) -> dict[str, Connection]:
@@ -461,8 +470,8 @@ class LocalProvider(Provider):
         if not hostkey.exists():
             self._write_identity(node, merged, key)
         self._write_profile(merged)
-        for d in node["disks"]:
-            f = self.disk_file(node["name"], d["device"])
+        for i, d in enumerate(node["disks"]):
+            f = self.disk_file(node["name"], i)
             if not f.exists():
                 with f.open("wb") as fh:
                     fh.truncate(d["size_bytes"])
@@ -513,11 +522,57 @@ class LocalProvider(Provider):
             wants.parent.mkdir(parents=True, exist_ok=True)
             wants.symlink_to(f"../{Path(NODE_PROFILE_UNIT).name}")
 
-    def _loop_for(self, f: Path) -> str:
+    @staticmethod
+    def attached_loop(f: Path) -> str | None:
+        """The loop device backed by f, or None."""
         have = run(["losetup", "-j", str(f), "-O", "NAME", "-n"]).stdout.split()
-        if have:
-            return have[0]
-        return run(["losetup", "-f", "--show", str(f)]).stdout.strip()
+        return have[0] if have else None
+
+    def _loop_for(self, f: Path, reuse_only: bool = False) -> str | None:
+        """The loop device of disk file f, attached if need be: under the number it had before
+        (recorded beside the file) when that is free, else (unless reuse_only) the first free
+        one."""
+        have = self.attached_loop(f)
+        record = f.with_suffix(".loop")
+        if not have:
+            before = record.read_text().strip() if record.exists() else ""
+            if before and not self._loop_busy(before):
+                have = run(["losetup", "--show", before, str(f)], check=False).stdout.strip()
+            if not have and reuse_only:
+                return None
+            if not have:
+                have = run(["losetup", "-f", "--show", str(f)]).stdout.strip()
+            if before and have != before:
+                ui.info(
+                    f"    {f.parent.parent.name}: disk {f.stem} is now {have} ({before} is taken); "
+                    "the inventory names the new device, state on the node naming the old is stale"
+                )
+        if not record.exists() or record.read_text().strip() != have:
+            record.write_text(have + "\n")
+        return have
+
+    @staticmethod
+    def _loop_busy(dev: str) -> bool:
+        """True when dev is attached to a file already (or is no loop device name at all)."""
+        name = Path(dev).name
+        if not name.startswith("loop") or not name[4:].isdigit():
+            return True
+        return Path(f"/sys/block/{name}/loop/backing_file").exists()
+
+    def _attach_disks(self) -> dict[str, list[str]]:
+        """Every node's data disks attached as loop devices: node -> their paths, spec order.
+
+        Disks whose recorded number is free get it back first, so that a disk which must take
+        a new number cannot take one another disk of the lab is about to ask for again.
+        """
+        files = {
+            n["name"]: [self.disk_file(n["name"], i) for i in range(len(n["disks"]))]
+            for n in self.spec["nodes"]
+        }
+        for fs in files.values():
+            for f in fs:
+                self._loop_for(f, reuse_only=True)
+        return {node: [str(self._loop_for(f)) for f in fs] for node, fs in files.items()}
 
     def nspawn_pid(self, node: str) -> int | None:
         pidfile = self.node_dir(node) / "nspawn.pid"
@@ -535,8 +590,9 @@ class LocalProvider(Provider):
             return pid
         return None
 
-    def _ensure_running(self, node: dict) -> bool:
-        """Start the node unless it runs; True when started now."""
+    def _ensure_running(self, node: dict, disks: list[str]) -> bool:
+        """Start the node unless it runs, its disks (loop devices) bound in under their own
+        names; True when started now."""
         name = node["name"]
         if self.nspawn_pid(name):
             return False
@@ -545,9 +601,7 @@ class LocalProvider(Provider):
         binds = [f"--bind={nd / 'containerd'}:/var/lib/containerd"]
         if Path("/dev/kmsg").exists():  # the kubelet reads the kernel's OOM reports there
             binds.append("--bind-ro=/dev/kmsg")
-        for d in node["disks"]:
-            loop = self._loop_for(self.disk_file(name, d["device"]))
-            binds.append(f"--bind={loop}:{d['device']}")
+        binds += [f"--bind={loop}" for loop in disks]
         cmd = [
             "systemd-nspawn",
             "--boot",
@@ -662,8 +716,17 @@ class LocalProvider(Provider):
                 state = "stopped"
             else:
                 state = "absent"
+            loops = [
+                self.attached_loop(f) if (f := self.disk_file(name, i)).exists() else None
+                for i in range(len(node["disks"]))
+            ]
             out.append(
-                NodeStatus(name, state, node["address"], [d["device"] for d in node["disks"]])
+                NodeStatus(
+                    name,
+                    state,
+                    node["address"],
+                    [lo or "(not attached)" for lo in loops],
+                )
             )
         return out
 
