@@ -36,13 +36,8 @@ def checkout() -> Path | None:
 
 
 def project_dir() -> Path:
-    """The user's project: the current directory, or the nearest parent holding
-    `inventories/` or `.clusterlab/` (so a subdirectory finds its labs and their state)."""
-    cwd = Path.cwd()
-    for d in (cwd, *cwd.parents):
-        if (d / "inventories").is_dir() or (d / ".clusterlab").is_dir():
-            return d
-    return cwd
+    """The user's project: the current directory (its inventories/ and .clusterlab/)."""
+    return Path.cwd()
 
 
 def inventory_roots() -> list[Path]:

@@ -55,14 +55,16 @@ def test_state_goes_to_the_users_directory(user_dir, tmp_path, monkeypatch):
     assert paths.state_dir("x") == tmp_path / "st" / "x"
 
 
-def test_a_subdirectory_finds_its_projects_labs_and_state(user_dir, monkeypatch):
+def test_only_the_current_directory_is_the_project(user_dir, monkeypatch):
+    """No search upwards: an unrelated inventories/ above is not the project's."""
     lab(user_dir / "inventories", "mine")
-    deeper = user_dir / "notes" / "today"
-    deeper.mkdir(parents=True)
+    deeper = user_dir / "notes"
+    deeper.mkdir()
     monkeypatch.chdir(deeper)
-    assert paths.project_dir() == user_dir
-    assert paths.lab_spec_file("mine") == user_dir / "inventories" / "mine" / "lab.yml"
-    assert paths.state_root() == user_dir / ".clusterlab"
+    assert paths.inventory_roots()[0] == deeper / "inventories"
+    assert paths.lab_spec_file("mine") == deeper / "inventories" / "mine" / "lab.yml"
+    assert not paths.lab_spec_file("mine").exists()
+    assert paths.state_root() == deeper / ".clusterlab"
 
 
 def test_the_checkout_runs_its_own_files():
