@@ -47,13 +47,17 @@ class Labs:
         self.state_root = root / "state"
         self.made: list[LocalProvider] = []
 
-    def spec(self, name: str, net: int, nodes: int = 1, disks: int = 1, **extra) -> dict:
+    def spec(
+        self, name: str, net: int, nodes: int = 1, disks: int | list[str] = 1, **extra
+    ) -> dict:
+        """A local lab's spec (written to its lab.yml); disks: how many of 5G, or their sizes."""
+        sizes = ["5G"] * disks if isinstance(disks, int) else disks
         raw = {
             "name": name,
             "provider": "local",
             "os": "debian12",
             "network": {"cidr": f"10.213.{net}.0/24"},
-            "nodes": {"count": nodes, "disks": [{"size": "5G"} for _ in range(disks)]},
+            "nodes": {"count": nodes, "disks": [{"size": s} for s in sizes]},
             **extra,
         }
         d = self.inventories / name
