@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clusterlab import ansible, paths, progress, ui
+from clusterlab import ansible, paths, progress, stages, ui
 
 pytestmark = pytest.mark.unit
 
@@ -192,3 +192,18 @@ def test_the_callback_records_a_real_run(tmp_path):
     recorded = events(log.with_name("fixture.events.jsonl"))
     assert shape(recorded) == shape(events(FAILED_STREAM))
     assert prog.out.getvalue().endswith(progress.CLEAR)
+
+
+def test_timings_table_lists_what_ran_with_a_total(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path))
+    spec = {"name": "t"}
+    (tmp_path / "t").mkdir()
+    for name, took in (("provision", 1.04), ("prepare", 61.5), ("kubernetes", 300.0)):
+        stages.record_timing(spec, name, took)
+    table = stages.timings_table(spec, ["provision", "prepare", "verify-nodes"])
+    assert table.splitlines() == [
+        "STAGE      TIME",
+        "provision  1.0 s",
+        "prepare    61.5 s",
+        "total      62.5 s",
+    ]
