@@ -11,11 +11,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from clusterlab import ansible, become, paths, progress, ui
 from clusterlab.providers import ProviderError
+
+
+def _rook_disabled(spec: dict) -> str | None:
+    return None if spec["rook"]["enabled"] else "rook.enabled is false in the lab spec"
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,7 @@ class Stage:
     playbook: str | None  # None: provision, done in Python by the provider
     layer: str | None  # the verify layer that checks it
     built: bool = True
+    skip: Callable[[dict], str | None] | None = None  # why a lab does not run it, or None
 
 
 PIPELINE: tuple[Stage, ...] = (
@@ -44,16 +50,19 @@ PIPELINE: tuple[Stage, ...] = (
         "kubernetes",
     ),
     Stage(
-        "rook", "Rook operator, CephCluster, block/file/object storage", "rook.yml", "ceph", False
+        "rook",
+        "Rook operator, CephCluster (host or pvc mode), block/file/object storage, toolbox",
+        "rook.yml",
+        "ceph",
+        skip=_rook_disabled,
     ),
 )
 STAGES = {s.name: s for s in PIPELINE}
 
 # verify layer -> its testinfra module under tests/infra/ (demos: not built yet)
-LAYERS = {s.layer: f"test_{s.layer}.py" for s in PIPELINE if s.layer and s.built} | {
-    "ceph": None,
-    "demos": None,
-}
+LAYERS: dict[str, str | None] = {
+    s.layer: f"test_{s.layer}.py" for s in PIPELINE if s.layer and s.built
+} | {"demos": None}
 
 
 class NotBuilt(ProviderError):
@@ -154,9 +163,22 @@ def run_stage(spec: dict, name: str) -> dict:
     stage = STAGES[name]
     if not stage.built or stage.playbook is None:
         raise NotBuilt(f"not implemented yet: {name}")
+    reason = stage.skip(spec) if stage.skip else None
+    if reason:
+        ui.info(f"--  {name}: skipped ({reason})")
+        return {}
     result = run_playbook_stage(spec, name, stage.playbook)
     mark_done(spec, name)
+    show_warnings(spec)
     return result
+
+
+def show_warnings(spec: dict) -> None:
+    """Print what a stage recorded as warnings (<state>/warnings/*.txt, one per line)."""
+    for path in sorted((paths.state_dir(spec["name"]) / "warnings").glob("*.txt")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                ui.info(f"    warning: {line}")
 
 
 def reset(spec: dict) -> dict:
@@ -186,6 +208,10 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
             continue
         if layer not in done:
             stage = next(s.name for s in PIPELINE if s.layer == layer)
+            reason = STAGES[stage].skip(spec) if STAGES[stage].skip else None
+            if reason:
+                ui.info(f"--  verify {layer}: skipped ({reason})")
+                continue
             ui.info(
                 f"--  verify {layer}: skipped (the {stage} stage has not run on this lab; "
                 f"inv up --lab {spec['name']} --until {stage})"

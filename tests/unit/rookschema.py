@@ -11,15 +11,14 @@ neither are CEL rules (x-kubernetes-validations), which need an API server.
 from __future__ import annotations
 
 import copy
+import json
 from functools import cache
-from pathlib import Path
 
 import jsonschema
-import yaml
 
 from clusterlab import paths
 
-CRDS = paths.ROOT / "tests" / "fixtures" / "rook-v1.20.6" / "crds.yaml"
+SCHEMAS = paths.ROOT / "tests" / "fixtures" / "rook-v1.20.6" / "crd-schemas.json"
 METADATA_KEYS = {"name", "namespace", "labels", "annotations", "generateName"}
 
 
@@ -47,32 +46,35 @@ def _strict(schema: dict, *, root: bool = False) -> dict:
 
 
 @cache
-def validators(crds: Path = CRDS) -> dict[tuple[str, str], jsonschema.Draft7Validator]:
+def pinned() -> dict:
+    """{'crds': [names], 'schemas': {'group/version/Kind': openAPIV3Schema}} (SOURCE.md)."""
+    return json.loads(SCHEMAS.read_text())
+
+
+@cache
+def validators() -> dict[tuple[str, str], jsonschema.Draft7Validator]:
     """(apiVersion, kind) -> a strict validator, for every served version of every CRD."""
     out = {}
-    for crd in yaml.safe_load_all(crds.read_text()):
-        if not crd:
-            continue
-        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
-        for version in crd["spec"]["versions"]:
-            if not version.get("served", True):
-                continue
-            schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]), root=True)
-            jsonschema.Draft7Validator.check_schema(schema)
-            out[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    for key, schema in pinned()["schemas"].items():
+        group, version, kind = key.split("/")
+        strict = _strict(copy.deepcopy(schema), root=True)
+        jsonschema.Draft7Validator.check_schema(strict)
+        out[(f"{group}/{version}", kind)] = jsonschema.Draft7Validator(strict)
     return out
 
 
-def problems(doc: dict, crds: Path = CRDS) -> list[str]:
+def problems(doc: dict) -> list[str]:
     """Every way doc breaks its CRD's schema, one line each ('' path = the object itself)."""
     key = (doc.get("apiVersion"), doc.get("kind"))
-    table = validators(crds)
+    table = validators()
     if key not in table:
         return [f"no CRD serves {key[0]} {key[1]}"]
-    out = [
-        f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}"
-        for e in table[key].iter_errors(doc)
-    ]
+    out = []
+    for found in table[key].iter_errors(doc):
+        error = found
+        while error.context:  # anyOf (e.g. nullable): say what broke deepest inside
+            error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+        out.append(f"{'.'.join(str(p) for p in error.absolute_path) or '<root>'}: {error.message}")
     meta = doc.get("metadata") or {}
     out += [f"metadata.{k}: unknown field" for k in sorted(set(meta) - METADATA_KEYS)]
     if not meta.get("name") and not meta.get("generateName"):

@@ -30,7 +30,6 @@ from clusterlab.spec import normalize
 FIXTURE = paths.ROOT / "tests" / "fixtures" / "render-ceph-storage.yml"
 ROLE = paths.ROOT / "roles" / "rook" / "ceph_storage"
 RESET_ROLE = paths.ROOT / "roles" / "reset" / "rook_cleanup"
-SHARED_CRDS = paths.ROOT.parent / "shared" / "reference" / "rook-v1.20.6" / "crds.yaml"
 EXAMPLES = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
 VARIANTS = {
     # one local node: size 1, one mon, no MDS standby
@@ -132,12 +131,6 @@ def pools(doc: dict) -> list[dict]:
 
 
 # ---------------------------------------------------------------- schemas
-
-
-def test_fixture_crds_are_the_pinned_upstream_copy():
-    if not SHARED_CRDS.exists():
-        pytest.skip(f"{SHARED_CRDS} is not on this machine")
-    assert rookschema.CRDS.read_bytes() == SHARED_CRDS.read_bytes()
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -341,12 +334,7 @@ def test_the_verify_layer_checks_the_names_the_role_renders(rendered, monkeypatc
 
 def crd_plurals() -> dict[str, str]:
     """kind -> plural.group, from the pinned CRDs."""
-    out = {}
-    for crd in yaml.safe_load_all(rookschema.CRDS.read_text()):
-        if crd:
-            names = crd["spec"]["names"]
-            out[names["kind"]] = f"{names['plural']}.{crd['spec']['group']}"
-    return out
+    return dict(rookschema.pinned()["kinds"])
 
 
 @pytest.fixture(scope="module")

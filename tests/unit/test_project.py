@@ -82,7 +82,7 @@ def test_every_flag_has_help(task):
         assert "--lab" in res.stdout
 
 
-@pytest.mark.parametrize("name", ["demo", "rook"])
+@pytest.mark.parametrize("name", ["demo"])
 def test_unbuilt_stage_exits_non_zero_and_says_so(name, tmp_path):
 
     argv = [sys.executable, "-m", "clusterlab", name] + (["statefulset"] if name == "demo" else [])
