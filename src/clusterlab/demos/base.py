@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 TEMPLATES = Path(__file__).parent / "templates"
 NAMESPACE_PREFIX = "demo-"  # every object a demo makes lives in its own namespace …
 LABEL = "clusterlab.io/demo"  # … or, when cluster-scoped (PVs), carries this label = demo name
@@ -101,8 +103,6 @@ class Demo:
 
 def render_manifests(demo: Demo, ctx: Context) -> dict[str, str]:
     """file name (e.g. 'pvc.yaml') -> rendered YAML text, for every template of the demo."""
-    import jinja2
-
     folder = TEMPLATES / demo.name
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)),
