@@ -9,6 +9,7 @@ exactly what `inv demo` applies (one renderer).
 
 from __future__ import annotations
 
+import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,13 @@ class Step:
     check: returns None when the point is proven, else the problem (the demo fails with it).
     wait: seconds to retry `kubectl`+`check` until the check passes (0: once).
     may_fail: a non-zero exit is part of the point (e.g. the Multi-Attach error).
+    needs: kernel clients this step and every later one need on the nodes (as Demo.needs);
+      where one is missing the demo ends here cleanly, naming the nodes (the part before it,
+      which did not need it, has run).
+    stop: returns None to go on, else the reason the demo ends cleanly after this step (what
+      the lab lacks, by name: e.g. the snapshot CRDs), without failing.
+    keep: values read from the output (e.g. {"pv": "pvc-1234…"}) for the rest of the run:
+      `$name` in later steps' kubectl arguments is replaced by them (see `fill`).
     """
 
     say: str
@@ -80,6 +88,15 @@ class Step:
     check: Callable[[Result, Context], str | None] | None = None
     wait: int = 0
     may_fail: bool = False
+    needs: tuple[str, ...] = ()
+    stop: Callable[[Result, Context], str | None] | None = None
+    keep: Callable[[Result, Context], dict[str, str]] | None = None
+
+
+def fill(args: list[str], kept: dict[str, str]) -> list[str]:
+    """kubectl arguments with `$name` replaced by the values earlier steps kept; anything
+    else with a `$` (shell variables inside `kubectl exec … sh -c`) is left as it is."""
+    return [string.Template(a).safe_substitute(kept) for a in args]
 
 
 @dataclass(frozen=True)
