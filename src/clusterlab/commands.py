@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from invoke import Collection, task
+from invoke import Collection, Task, task
 from invoke.exceptions import Exit
+from invoke.parser import Argument
 
 from clusterlab import access, ansible, hostprereq, paths, scaffold, stages, ui
 from clusterlab import inventory as inventory_mod
 from clusterlab import manifests as manifests_mod
+from clusterlab.demos import DEMOS, ORDER, missing, runner
+from clusterlab.demos.base import DemoError
 from clusterlab.providers import ProviderError, get_provider
 from clusterlab.spec import SpecError, load_spec_file
 
@@ -339,11 +342,85 @@ def rebuild(c, lab=None, keep_nodes=False, until=None, yes=False):
     ui.info(stages.timings_table(s, ["down", "reset", *ran]))
 
 
-@lab_task(help={"name": "Demo to run: pv-pvc, csi, statefulset, redis-ha."})
-def demo(c, name, lab=None):
-    """Run one meetup demo on the lab, then its check."""
-    load(c, lab)
-    not_implemented(f"demo {name}")
+class _UnlessListing(Argument):
+    """NAME of `inv demo NAME`: positional, yet not required with --list (invoke has no
+    optional positional arguments; this one counts as given once --list is)."""
+
+    listing: Argument | None = None
+
+    @property
+    def value(self) -> Any:
+        given = Argument.value.fget(self)
+        return "" if given is None and self.listing and self.listing.value else given
+
+    @value.setter
+    def value(self, arg: str) -> None:
+        self.set_value(arg, cast=True)
+
+
+class DemoTask(Task):
+    def get_arguments(self, *args: Any, **kwargs: Any) -> list[Argument]:
+        out = super().get_arguments(*args, **kwargs)
+        name = next(a for a in out if "name" in a.names)
+        name.__class__ = _UnlessListing
+        name.listing = next(a for a in out if "list" in a.names)
+        return out
+
+
+@lab_task(
+    klass=DemoTask,
+    positional=["name"],
+    help={
+        "name": "Demo to run (inv demo --list names them).",
+        "list": "List the demos: name, minutes it takes live, what it shows.",
+        "step": "Wait for Enter between steps (on a terminal only).",
+        "cleanup": "Remove everything the demo made (namespace, volumes) and check none is left.",
+    },
+)
+def demo(c, name=None, lab=None, *, list_=False, step=False, cleanup=False):
+    """Run one meetup demo live on the lab: each step narrated, its command shown, then run."""
+    if list_:
+        print(runner.listing(DEMOS))
+        if missing():
+            ui.info(f"not built yet: {', '.join(missing())}")
+        return
+    if not name:
+        raise ProviderError("which demo? inv demo NAME (inv demo --list names them)")
+    if name not in ORDER:
+        raise ProviderError(f"no demo {name!r} (demos: {', '.join(ORDER)})")
+    if name not in DEMOS:
+        not_implemented(f"demo {name}")
+    s = load(c, lab)
+    if name not in s["demos"] and not cleanup:
+        raise ProviderError(
+            f"lab {s['name']} does not carry demo {name} (its demos: "
+            f"{', '.join(s['demos']) or 'none'}); add it to demos: in its lab.yml"
+        )
+    inv = stages.inventory_file(s)
+    if not cleanup and not stages.done_marker(s, "rook").exists():
+        raise ProviderError(
+            f"demo {name} needs the Rook stage's storage classes; the rook stage has not run "
+            f"on lab {s['name']} (inv up --lab {s['name']})"
+        )
+    pause = runner.pause_for(step)
+    if step and pause is None:
+        ui.info("--step: no terminal to press Enter on; running the steps without pausing")
+    ctx = runner.context(yaml.safe_load(inv.read_text()))
+    try:
+        runner.run_demo(
+            DEMOS[name],
+            ctx,
+            paths.state_dir(s["name"]),
+            runner.kubectl_executor(access.kubectl_command(s, []), access.kubectl_env(s)),
+            runner.ssh_prober(
+                inv.parent / "ssh_config", bool(ctx.vars["clusterlab_shared_kernel"])
+            ),
+            cleanup=cleanup,
+            pause=pause,
+        )
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise Exit(code=1) from None
 
 
 def developer_checkout() -> Path:

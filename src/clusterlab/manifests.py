@@ -13,6 +13,8 @@ from pathlib import Path
 import yaml
 
 from clusterlab import ansible, inventory, paths
+from clusterlab.demos import DEMOS, runner
+from clusterlab.demos.base import render_manifests
 from clusterlab.providers import get_provider
 
 PLAYBOOK = paths.PLAYBOOKS / "manifests.yml"
@@ -43,7 +45,8 @@ def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
     with tempfile.TemporaryDirectory(prefix="clusterlab-manifests-") as tmp:
         work = Path(tmp)
         hosts = work / "hosts.yml"
-        hosts.write_text(yaml.safe_dump(lab_inventory(spec), sort_keys=False))
+        planned = lab_inventory(spec)
+        hosts.write_text(yaml.safe_dump(planned, sort_keys=False))
         user_vars = paths.lab_dir(spec["name"]) / "group_vars"
         if user_vars.is_dir():  # the user's overrides apply here as in the stages
             (work / "group_vars").symlink_to(user_vars.resolve())
@@ -65,6 +68,8 @@ def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
             raise ManifestsError(
                 f"rendering the manifests of lab {spec['name']} failed:\n{detail}"
             ) from exc
+        if not tags or "demos" in tags:
+            render_demos(spec, planned, rendered)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / MISSING).unlink(missing_ok=True)  # a previous run's gaps are not this run's
         written: list[Path] = []
@@ -79,6 +84,24 @@ def render(spec: dict, out_dir: Path, tags: Sequence[str] = ()) -> list[Path]:
                 [target] if target.is_file() else [p for p in target.rglob("*") if p.is_file()]
             )
     return sorted(written)
+
+
+def render_demos(spec: dict, inv: dict, out_dir: Path) -> None:
+    """demos/<name>/ for every demo the lab carries: what `inv demo` applies (one renderer,
+    the same inventory). A demo not built yet is named in MISSING.txt."""
+    if not spec["demos"]:
+        return
+    ctx = runner.context(inv)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in spec["demos"]:
+        if name not in DEMOS:
+            with (out_dir / MISSING).open("a") as fh:
+                fh.write(f"demos/{name}: the demo is not built yet\n")
+            continue
+        folder = out_dir / "demos" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, text in render_manifests(DEMOS[name], ctx).items():
+            (folder / file).write_text(text)
 
 
 def missing(out_dir: Path) -> list[str]:

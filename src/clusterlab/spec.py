@@ -26,7 +26,15 @@ PROVIDERS = ("local", "vagrant", "static")
 ROLES = ("control_plane", "etcd", "worker")
 CNIS = ("calico", "flannel")
 ROOK_MODES = ("host", "pvc")
-DEMOS = ("pv-pvc", "csi", "statefulset", "redis-ha")
+DEMOS = (  # in the talk's order
+    "storage-types",
+    "pv-pvc",
+    "access-modes",
+    "csi",
+    "statefulset",
+    "redis-ha",
+    "rook-modes",
+)
 VAGRANT_PROVIDERS = ("libvirt", "virtualbox")
 BECOME_METHODS = ("sudo", "su", "none")
 MIN_CEPH_DISK = 5 * 1024**3

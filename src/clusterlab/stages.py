@@ -59,10 +59,12 @@ PIPELINE: tuple[Stage, ...] = (
 )
 STAGES = {s.name: s for s in PIPELINE}
 
-# verify layer -> its testinfra module under tests/infra/ (demos: not built yet)
+# verify layer -> its testinfra module under tests/infra/. The demos layer has no stage: it
+# checks the demos run live on the lab (`inv demo NAME` records <state>/demos/NAME.done).
+DEMOS_LAYER = "demos"
 LAYERS: dict[str, str | None] = {
     s.layer: f"test_{s.layer}.py" for s in PIPELINE if s.layer and s.built
-} | {"demos": None}
+} | {DEMOS_LAYER: "test_demos.py"}
 
 
 class NotBuilt(ProviderError):
@@ -102,6 +104,8 @@ def clear_done_after(spec: dict, stage: str) -> None:
     names = [s.name for s in PIPELINE]
     for later in names[names.index(stage) + 1 :]:
         done_marker(spec, later).unlink(missing_ok=True)
+    for record in (paths.state_dir(spec["name"]) / "demos").glob("*.done"):
+        record.unlink()  # a demo's objects do not outlive the cluster stages under them
 
 
 def layers_done(spec: dict) -> list[str]:
@@ -206,7 +210,14 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
         if module is None:
             ui.info(f"--  verify {layer}: skipped (its stage is not built yet)")
             continue
-        if layer not in done:
+        if layer == DEMOS_LAYER:
+            if not list((state / "demos").glob("*.done")):
+                ui.info(
+                    f"--  verify {layer}: skipped (no demo has run on this lab; "
+                    f"inv demo NAME --lab {spec['name']})"
+                )
+                continue
+        elif layer not in done:
             stage = next(s.name for s in PIPELINE if s.layer == layer)
             reason = STAGES[stage].skip(spec) if STAGES[stage].skip else None
             if reason:

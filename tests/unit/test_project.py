@@ -82,15 +82,12 @@ def test_every_flag_has_help(task):
         assert "--lab" in res.stdout
 
 
-@pytest.mark.parametrize("name", ["demo"])
-def test_unbuilt_stage_exits_non_zero_and_says_so(name, tmp_path):
-
-    argv = [sys.executable, "-m", "clusterlab", name] + (["statefulset"] if name == "demo" else [])
+def test_demo_refuses_a_lab_that_does_not_carry_it_and_touches_nothing(tmp_path):
+    argv = [sys.executable, "-m", "clusterlab", "demo", "storage-types", "--lab", "default"]
     env = dict(os.environ, CLUSTERLAB_STATE=str(tmp_path / "s"))
     res = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
-    if res.returncode == 0:
-        pytest.fail(f"{name} exited 0: {res.stderr}")
-    assert "not implemented yet:" in res.stderr
+    assert res.returncode == 1, res.stderr
+    assert "lab default does not carry demo storage-types" in res.stderr
     assert not (tmp_path / "s").exists()
 
 
