@@ -5,7 +5,8 @@ inventory's all.vars clusterlab_state_dir); `inv demo NAME --cleanup` removes th
 the demo's objects. For each recorded demo, with kubectl on the controller: its namespace is
 still there, and its checks are run again where they can be, by the demo runner's own
 machinery (clusterlab.demos.runner.verify_steps: the demo's extra["verify"] steps, else its
-last read-only step with a check), waiting as long as the demo waits. A demo with no
+last read-only step with a check among the steps that ran), with the values the run kept
+(a PV's name), waiting as long as the demo waits. A demo with no
 re-runnable check is skipped, saying so.
 """
 
@@ -55,10 +56,11 @@ def test_the_demo_ran_on_this_lab_and_its_namespace_is_there(demo_name, lab):
 
 def test_the_demo_checks_pass_again(demo_name, lab, ctx):
     demo = DEMOS[demo_name]
-    steps = runner.verify_steps(demo, ctx)
+    v = lab["vars"]
+    record = json.loads(runner.done_file(Path(v["clusterlab_state_dir"]), demo_name).read_text())
+    steps = runner.verify_steps(demo, ctx, record.get("steps"))
     if not steps:
         pytest.skip(f"demo {demo_name} has no re-runnable check (no read-only step with a check)")
-    v = lab["vars"]
     check = runner.Runner(
         demo,
         ctx,
@@ -68,4 +70,4 @@ def test_the_demo_checks_pass_again(demo_name, lab, ctx):
         Path(v["clusterlab_state_dir"]) / "demos" / demo_name,
         out=lambda _line: None,
     )
-    assert check.verify() == []
+    assert check.verify(record) == []

@@ -372,7 +372,9 @@ def test_the_demo_s_own_cleanup_runs_first(tmp_path, templates):
     r, _, _ = make([], cluster, tmp_path, cleanup=lambda _c: [Step("Snapshots.", kubectl=snap)])
     r.cleanup()
     runs = [c for c in cluster.calls if c[0] != "<out>"]
-    assert runs[0] == snap
+    assert runs.index(snap) < next(
+        i for i, c in enumerate(runs) if c[:2] == ["delete", "namespace"]
+    )
 
 
 def test_a_re_run_cleans_the_previous_run_first(tmp_path, templates):
@@ -438,6 +440,8 @@ def test_a_run_is_recorded_for_verify_and_cleanup_forgets_it(tmp_path, templates
     record = json.loads(runner.done_file(tmp_path, NAME).read_text())
     assert record["lab"] == "unit"
     assert record["time"]
+    assert record["steps"] == 1
+    assert record["ended"] is None
     assert runner.demos_done(tmp_path) == [NAME]
     runner.run_demo(
         d, ctx(), tmp_path, cluster, lambda nodes: able, cleanup=True, out=lambda _l: None
@@ -449,7 +453,7 @@ def test_a_run_is_recorded_for_verify_and_cleanup_forgets_it(tmp_path, templates
 def test_a_failed_run_is_not_recorded(tmp_path, templates):
     cluster = Cluster({tuple(GET_PVC): Result(0, "Pending", "")})
     d = demo([Step("Binds.", kubectl=GET_PVC, check=bound)])
-    runner.record_done(tmp_path, d, "unit")  # an earlier success
+    runner.record_done(tmp_path, runner.Runner(d, ctx(), cluster, tmp_path))  # an earlier success
     with pytest.raises(DemoError):
         runner.run_demo(d, ctx(), tmp_path, cluster, lambda nodes: {}, out=lambda _l: None)
     assert runner.demos_done(tmp_path) == []
@@ -498,3 +502,128 @@ def test_the_list_has_one_line_per_demo_in_the_talk_s_order():
     for line, d in zip(lines, DEMOS.values(), strict=True):
         assert f"{d.minutes} min" in line
         assert line.endswith(d.summary)
+
+
+# ------------------------------------------------------------------ needs, stop, keep
+
+
+FEATURES = {
+    "node1": {"rbd": True, "nbd": False, "ceph": True},
+    "node2": {"rbd": False, "nbd": False, "ceph": True},
+    "node3": {"rbd": True, "nbd": False, "ceph": True},
+}
+
+
+def test_a_step_s_needs_end_the_demo_cleanly_there_naming_the_nodes(tmp_path, templates):
+    cluster = Cluster({tuple(GET_PVC): Result(0, "Bound", "")})
+    steps = [
+        Step("CephFS first.", kubectl=GET_PVC, check=bound),
+        Step("RBD from here.", kubectl=["get", "pods"], needs=("rbd",)),
+        Step("More RBD.", kubectl=["get", "pods"]),
+    ]
+    lines = []
+    d = demo(steps)
+    runner.run_demo(d, ctx(), tmp_path, cluster, lambda nodes: FEATURES, out=lines.append)
+    assert ["get", "pods"] not in cluster.calls
+    assert lines[-1] == (
+        "\nThe demo ends here (1 of 3 steps): the rest needs kernel clients the lab does not "
+        "offer: node2 lacks the rbd (or nbd) module; load the module on the nodes or use a lab "
+        "whose kernel has it"
+    )
+    record = json.loads(runner.done_file(tmp_path, NAME).read_text())
+    assert record["steps"] == 1
+    assert "node2" in record["ended"]
+
+
+def test_stop_ends_the_demo_cleanly_even_where_the_check_fails(tmp_path, templates):
+    crds = ["get", "crd", "volumesnapshots.snapshot.storage.k8s.io", "--ignore-not-found"]
+    cluster = Cluster({tuple(crds): Result(0, "", "")})
+
+    def no_crds(res, _ctx):
+        return None if res.stdout.strip() else "the VolumeSnapshot CRDs are not installed"
+
+    steps = [
+        Step("Snapshots?", kubectl=crds, check=lambda r, c: "no CRDs", stop=no_crds),
+        Step("Snapshot.", kubectl=["get", "volumesnapshot"]),
+    ]
+    r, lines, _ = make(steps, cluster, tmp_path)
+    r.run()
+    assert r.ended == "the VolumeSnapshot CRDs are not installed"
+    assert ["get", "volumesnapshot"] not in cluster.calls
+    assert lines[-1].endswith("(1 of 2 steps): the VolumeSnapshot CRDs are not installed")
+
+
+def test_kept_values_fill_later_steps(tmp_path, templates):
+    # shaped like `kubectl get pvc -n demo-unit-demo data -o jsonpath={.spec.volumeName}`
+    volume = ["get", "pvc", "-n", NS, "data", "-o", "jsonpath={.spec.volumeName}"]
+    pv = "pvc-5d0c7e0a-2f3b-4c1d-8e9f-0a1b2c3d4e5f"
+    label = ["label", "pv", pv, f"{LABEL}={NAME}"]
+    cluster = Cluster({tuple(volume): Result(0, pv, ""), tuple(label): Result(0, "", "")})
+    steps = [
+        Step("The claim's PV.", kubectl=volume, keep=lambda r, c: {"pv": r.stdout}),
+        Step("Label $pv.", kubectl=["label", "pv", "$pv", f"{LABEL}={NAME}"]),
+    ]
+    r, lines, _ = make(steps, cluster, tmp_path)
+    r.run()
+    assert label in cluster.calls
+    assert f"\n[2/2] Label {pv}." in lines
+    assert f"$ kubectl label pv {pv} {LABEL}={NAME}" in lines
+
+
+def test_verify_uses_the_recorded_steps_and_values(tmp_path, templates):
+    get_pv = ["get", "pv", "$pv", "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"]
+    filled = ["get", "pv", "pvc-1", "-o", "jsonpath={.spec.persistentVolumeReclaimPolicy}"]
+
+    def retained(res, _ctx):
+        return None if res.stdout == "Retain" else f"policy {res.stdout}"
+
+    steps = [
+        Step("Retained.", kubectl=get_pv, check=retained),
+        Step("Gone.", kubectl=["get", "pvc", "-n", NS], check=bound),
+    ]
+    cluster = Cluster({tuple(filled): Result(0, "Retain", "")})
+    r, _, _ = make(steps, cluster, tmp_path)
+    assert r.verify({"steps": 1, "kept": {"pv": "pvc-1"}}) == []
+    assert filled in cluster.calls
+
+
+def test_the_verify_suite_has_one_case_per_demo_recorded_on_the_lab(tmp_path):
+    spec = load_spec_file(paths.lab_spec_file("meetup-host"))
+    inv = inventory_mod.render(spec, get_provider(spec).planned_connections())
+    inv["all"]["vars"]["clusterlab_state_dir"] = str(tmp_path / "state")
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text(json.dumps(inv))
+    done = runner.Runner(demo([]), ctx(), Cluster(), tmp_path)
+    for name in ("pv-pvc", "csi"):
+        runner.record_done(tmp_path / "state", done).rename(
+            runner.done_file(tmp_path / "state", name)
+        )
+    infra = paths.TESTS_INFRA
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--collect-only",
+            "-q",
+            str(infra / "test_demos.py"),
+            "--hosts=ansible://all",
+            f"--ansible-inventory={hosts}",
+            "-c",
+            str(infra / "pytest.ini"),
+            "--rootdir",
+            str(infra),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    cases = sorted(line.split("::")[1] for line in res.stdout.splitlines() if "::" in line)
+    assert cases == [
+        "test_the_demo_checks_pass_again[csi]",
+        "test_the_demo_checks_pass_again[pv-pvc]",
+        "test_the_demo_ran_on_this_lab_and_its_namespace_is_there[csi]",
+        "test_the_demo_ran_on_this_lab_and_its_namespace_is_there[pv-pvc]",
+    ], res.stdout + res.stderr

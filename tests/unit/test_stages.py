@@ -129,3 +129,22 @@ def test_every_pinned_release_has_three_sha256_and_its_minor_once():
             assert re.fullmatch(r"[0-9a-f]{64}", entry[binary]), (version, binary)
         assert re.fullmatch(r"[0-9a-f]{64}", entry["crictl"]["sha256"]), version
         assert entry["crictl"]["version"].split(".")[:2] == version.split(".")[:2]
+
+
+def test_the_demos_layer_runs_only_when_a_demo_ran(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path))
+    spec = {"name": "lab1", "nodes": []}
+    (tmp_path / "lab1").mkdir()
+    (tmp_path / "lab1" / "hosts.yml").write_text("all: {}\n")
+    assert (paths.TESTS_INFRA / stages.LAYERS["demos"]).is_file()
+    stages.verify(spec, ["demos"])
+    assert "verify demos: skipped (no demo has run on this lab" in capsys.readouterr().err
+    ran = []
+    monkeypatch.setattr(stages.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
+    (tmp_path / "lab1" / "demos").mkdir()
+    (tmp_path / "lab1" / "demos" / "pv-pvc.done").write_text("{}\n")
+    stages.verify(spec, ["demos"])
+    assert str(paths.TESTS_INFRA / "test_demos.py") in ran[0]
+    stages.mark_done(spec, "prepare")
+    stages.clear_done_after(spec, "prepare")  # reset: the demos' objects went with the cluster
+    assert not (tmp_path / "lab1" / "demos" / "pv-pvc.done").exists()

@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from clusterlab import cephclient
-from clusterlab.demos.base import LABEL, Context, Demo, DemoError, Result, Step, render_manifests
+from clusterlab.demos.base import (
+    LABEL,
+    Context,
+    Demo,
+    DemoError,
+    Result,
+    Step,
+    fill,
+    render_manifests,
+)
 
 Executor = Callable[[list[str]], Result]
 Prober = Callable[[list[str]], dict[str, dict[str, bool]]]
@@ -114,20 +123,27 @@ def lacking(needs: tuple[str, ...], features: dict[str, dict[str, bool]]) -> dic
     return out
 
 
-def refusal(demo: Demo, missing: dict[str, list[str]], shared_kernel: bool) -> str:
+def lacks(missing: dict[str, list[str]]) -> str:
     parts = []
     for need, nodes in missing.items():
         what = "rbd (or nbd)" if need == "rbd" else need
         parts.append(f"{', '.join(nodes)} lack{'s' if len(nodes) == 1 else ''} the {what} module")
-    fix = (
-        "these nodes share this machine's kernel: load the module on the host (modprobe "
-        f"{' '.join(missing)}) and run it again"
-        if shared_kernel
-        else "load the module on the nodes or use a lab whose kernel has it"
-    )
+    return "; ".join(parts)
+
+
+def load_hint(missing: dict[str, list[str]], shared_kernel: bool) -> str:
+    if shared_kernel:
+        return (
+            "these nodes share this machine's kernel: load the module on the host (modprobe "
+            f"{' '.join(missing)})"
+        )
+    return "load the module on the nodes or use a lab whose kernel has it"
+
+
+def refusal(demo: Demo, missing: dict[str, list[str]], shared_kernel: bool) -> str:
     return (
-        f"demo {demo.name} needs kernel clients the lab does not offer: {'; '.join(parts)}; "
-        f"{fix}. Nothing was changed."
+        f"demo {demo.name} needs kernel clients the lab does not offer: {lacks(missing)}; "
+        f"{load_hint(missing, shared_kernel)}. Nothing was changed."
     )
 
 
@@ -161,14 +177,16 @@ def read_only(step: Step) -> bool:
     return bool(args) and not step.apply and args[0] in READ_ONLY_VERBS
 
 
-def verify_steps(demo: Demo, ctx: Context) -> list[Step]:
+def verify_steps(demo: Demo, ctx: Context, done: int | None = None) -> list[Step]:
     """The checks the verify layer runs again on a demo that ran: the demo's own
-    (extra["verify"](ctx) -> steps), else its last read-only step with a check: the point
-    proven in the state the demo leaves."""
+    (extra["verify"](ctx) -> steps), else the last read-only step with a check among the
+    `done` first steps (all by default; fewer where the demo ended early): the point proven
+    in the state the demo leaves."""
     own = demo.extra.get("verify")
     if own is not None:
         return list(own(ctx))
-    checked = [s for s in demo.steps(ctx) if s.check is not None and read_only(s)]
+    ran = demo.steps(ctx)[:done]
+    checked = [s for s in ran if s.check is not None and read_only(s)]
     return checked[-1:]
 
 
@@ -183,8 +201,13 @@ class Runner:
     sleep: Callable[[float], Any] = time.sleep
     clock: Callable[[], float] = time.monotonic
     interval: float = 2.0
+    probe: Prober | None = None  # the nodes' kernel clients, for needs
     ran: list[list[str]] = field(default_factory=list)  # every kubectl call, in order
     total: int = 0  # steps of the run, for the [n/total] counter
+    done: int = 0  # steps completed
+    kept: dict[str, str] = field(default_factory=dict)  # values steps kept ($name)
+    ended: str | None = None  # why the demo ended early (cleanly), or None
+    features: dict[str, dict[str, bool]] | None = None
 
     # -------------------------------------------------------------- steps
 
@@ -212,12 +235,21 @@ class Runner:
         if res.rc != 0:
             raise DemoError(f"kubectl apply -f {name} failed: {res.stderr.strip()}")
 
+    def lacking(self, needs: tuple[str, ...]) -> dict[str, list[str]]:
+        """need -> nodes lacking it, probing the nodes once per run."""
+        if self.probe is None:
+            raise DemoError(f"demo {self.demo.name} needs {', '.join(needs)}: no node prober")
+        if self.features is None:
+            self.features = self.probe(self.ctx.hosts)
+        return lacking(needs, self.features)
+
     def attempt(self, step: Step) -> tuple[Result, str | None]:
         assert step.kubectl is not None
-        res = self.call(step.kubectl)
+        args = fill(step.kubectl, self.kept)
+        res = self.call(args)
         if res.rc != 0 and not step.may_fail:
             detail = res.stderr.strip().splitlines()[-1:] or [f"exit {res.rc}"]
-            return res, f"`kubectl {shlex.join(step.kubectl)}` failed: {detail[0]}"
+            return res, f"`kubectl {shlex.join(args)}` failed: {detail[0]}"
         return res, (step.check(res, self.ctx) if step.check else None)
 
     def until_checked(self, step: Step, quiet: bool = False) -> tuple[Result, str | None]:
@@ -234,23 +266,44 @@ class Runner:
             res, problem = self.attempt(step)
         return res, problem
 
-    def run_step(self, number: int, step: Step) -> Result | None:
-        self.out(f"\n[{number}/{self.total or number}] {step.say}")
+    def run_step(self, number: int, step: Step) -> Result:
+        """Narrate, apply, show the command, run it until checked, show the trimmed output;
+        keep what the step keeps; a step's `stop` ends the demo cleanly (self.ended), even
+        where its check failed (the reason is what the lab lacks)."""
+        say = fill([step.say], self.kept)[0]
+        self.out(f"\n[{number}/{self.total or number}] {say}")
         for name in step.apply:
             self.apply(name)
-        if step.kubectl is None:
-            return None
-        self.out(shown(step.kubectl))
-        res, problem = self.until_checked(step)
-        text = trimmed(step, res).rstrip("\n")
-        if text:
-            self.out(text)
+        res, problem = Result(0, "", ""), None
+        if step.kubectl is not None:
+            self.out(shown(fill(step.kubectl, self.kept)))
+            res, problem = self.until_checked(step)
+            text = trimmed(step, res).rstrip("\n")
+            if text:
+                self.out(text)
+        reason = step.stop(res, self.ctx) if step.stop else None
+        if reason:
+            self.ended = reason
+            return res
         if problem:
-            raise DemoError(f"demo {self.demo.name}, step {number} ({step.say}): {problem}")
+            raise DemoError(f"demo {self.demo.name}, step {number} ({say}): {problem}")
+        if step.keep:
+            self.kept.update(step.keep(res, self.ctx))
         return res
 
+    def refuse_what_the_lab_lacks(self) -> None:
+        """Demo.needs: a node without them stops the demo before anything changes."""
+        if self.demo.needs:
+            missing = self.lacking(self.demo.needs)
+            if missing:
+                shared = bool(self.ctx.vars.get("clusterlab_shared_kernel"))
+                raise DemoError(refusal(self.demo, missing, shared))
+
     def run(self) -> None:
-        """The whole demo: clean a previous run, render, namespace, every step, the point."""
+        """The whole demo: refuse what the lab cannot do, clean a previous run, render,
+        namespace, the steps, the point (or why the demo ended early)."""
+        shared = bool(self.ctx.vars.get("clusterlab_shared_kernel"))
+        self.refuse_what_the_lab_lacks()
         if self.leftovers():
             self.out(f"A previous run of {self.demo.name} left objects: cleaning them first.")
             self.cleanup()
@@ -259,10 +312,24 @@ class Runner:
         steps = self.demo.steps(self.ctx)
         self.total = len(steps)
         for i, step in enumerate(steps, 1):
+            if step.needs:
+                missing = self.lacking(step.needs)
+                if missing:
+                    self.ended = (
+                        f"the rest needs kernel clients the lab does not offer: "
+                        f"{lacks(missing)}; {load_hint(missing, shared)}"
+                    )
+                    break
             if i > 1 and self.pause is not None:
                 self.pause()
             self.run_step(i, step)
-        self.out(f"\nThe point: {self.demo.point}")
+            self.done = i
+            if self.ended:
+                break
+        if self.ended:
+            self.out(f"\nThe demo ends here ({self.done} of {self.total} steps): {self.ended}")
+        else:
+            self.out(f"\nThe point: {self.demo.point}")
 
     def make_namespace(self) -> None:
         ns = self.demo.ns
@@ -305,15 +372,8 @@ class Runner:
 
     def cleanup(self) -> None:
         """Delete everything the demo made and check that nothing is left."""
-        for step in self.demo.cleanup(self.ctx) if self.demo.cleanup else []:
-            self.out(step.say)
-            if step.kubectl:
-                self.out(shown(step.kubectl))
-                res = self.call(step.kubectl)
-                if res.rc != 0 and not step.may_fail and "NotFound" not in res.stderr:
-                    raise DemoError(f"cleanup of {self.demo.name}: {res.stderr.strip()}")
         # A claim's volume goes with it only when its PV's policy is Delete: a Retain PV
-        # (or its Ceph image) would outlive the demo.
+        # (and its Ceph image) would outlive the demo.
         for pv in self._pvs():
             if self._ours(pv) and pv["spec"].get("persistentVolumeReclaimPolicy") != "Delete":
                 self.call(
@@ -325,6 +385,17 @@ class Runner:
                         '{"spec":{"persistentVolumeReclaimPolicy":"Delete"}}',
                     ]
                 )
+        kept: dict[str, str] = {}
+        for step in self.demo.cleanup(self.ctx) if self.demo.cleanup else []:
+            self.out(fill([step.say], kept)[0])
+            if step.kubectl:
+                args = fill(step.kubectl, kept)
+                self.out(shown(args))
+                res = self.call(args)
+                if res.rc != 0 and not step.may_fail and "NotFound" not in res.stderr:
+                    raise DemoError(f"cleanup of {self.demo.name}: {res.stderr.strip()}")
+                if step.keep:
+                    kept.update(step.keep(res, self.ctx))
         ns = self.demo.ns
         self.out(shown(["delete", "namespace", ns, "--ignore-not-found"]))
         res = self.call(
@@ -358,10 +429,13 @@ class Runner:
 
     # -------------------------------------------------------------- verify
 
-    def verify(self) -> list[str]:
-        """Run the demo's re-runnable checks again, quietly; the problems found."""
+    def verify(self, record: dict | None = None) -> list[str]:
+        """Run the demo's re-runnable checks again, quietly, with the values and the number
+        of steps of the recorded run; the problems found."""
+        record = record or {}
+        self.kept = dict(record.get("kept") or {})
         problems = []
-        for step in verify_steps(self.demo, self.ctx):
+        for step in verify_steps(self.demo, self.ctx, record.get("steps")):
             _, problem = self.until_checked(step, quiet=True)
             if problem:
                 problems.append(f"{step.say}: {problem}")
@@ -375,10 +449,19 @@ def done_file(state: Path, name: str) -> Path:
     return Path(state) / "demos" / f"{name}.done"
 
 
-def record_done(state: Path, demo: Demo, lab: str) -> Path:
-    path = done_file(state, demo.name)
+def record_done(state: Path, run: Runner) -> Path:
+    """<state>/demos/<name>.done: when, on which lab, how many steps ran, the values they
+    kept, and why the demo ended early (or null)."""
+    path = done_file(state, run.demo.name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "lab": lab}) + "\n")
+    record = {
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "lab": run.ctx.lab,
+        "steps": run.done,
+        "kept": run.kept,
+        "ended": run.ended,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
     return path
 
 
@@ -407,18 +490,17 @@ def run_demo(
     out: Callable[[str], None] = print,
 ) -> None:
     """`inv demo NAME [--cleanup]` on a lab whose inventory gave ctx."""
-    runner = Runner(demo, ctx, kubectl, Path(state) / "demos" / demo.name, out=out, pause=pause)
+    run = Runner(
+        demo, ctx, kubectl, Path(state) / "demos" / demo.name, out=out, pause=pause, probe=probe
+    )
     if cleanup:
-        runner.cleanup()
         done_file(state, demo.name).unlink(missing_ok=True)
+        run.cleanup()
         return
-    if demo.needs:
-        missing = lacking(demo.needs, probe(ctx.hosts))
-        if missing:
-            raise DemoError(refusal(demo, missing, bool(ctx.vars.get("clusterlab_shared_kernel"))))
-    done_file(state, demo.name).unlink(missing_ok=True)  # this run has not finished
-    runner.run()
-    record_done(state, demo, ctx.lab)
+    run.refuse_what_the_lab_lacks()
+    done_file(state, demo.name).unlink(missing_ok=True)  # from here, the last run is not done
+    run.run()
+    record_done(state, run)
 
 
 def enter_to_continue() -> None:
