@@ -627,3 +627,31 @@ def test_the_verify_suite_has_one_case_per_demo_recorded_on_the_lab(tmp_path):
         "test_the_demo_ran_on_this_lab_and_its_namespace_is_there[csi]",
         "test_the_demo_ran_on_this_lab_and_its_namespace_is_there[pv-pvc]",
     ], res.stdout + res.stderr
+
+
+def test_the_namespace_is_made_only_where_the_manifests_do_not_make_it(tmp_path, templates):
+    cluster = Cluster()
+    r, _, _ = make([Step("Nothing.")], cluster, tmp_path)
+    r.run()
+    assert ["create", "namespace", NS] in cluster.calls
+    (templates / NAME / "namespace.yaml.j2").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {{ ns }}\n"
+        "  labels:\n    {{ label }}: {{ demo.name }}\n"
+    )
+    cluster = Cluster()
+    r, _, _ = make([Step("Nothing.")], cluster, tmp_path)
+    r.run()
+    assert not any(c[:2] == ["create", "namespace"] for c in cluster.calls)
+
+
+@pytest.mark.parametrize("name", ORDER)
+@pytest.mark.parametrize("lab", ["meetup-host", "meetup-pvc"])
+def test_every_file_a_demo_applies_is_one_it_renders(name, lab):
+    spec = load_spec_file(paths.lab_spec_file(lab))
+    c = runner.context(inventory_mod.render(spec, get_provider(spec).planned_connections()))
+    d = DEMOS[name]
+    rendered = set(base.render_manifests(d, c))
+    steps = [*d.steps(c), *(d.cleanup(c) if d.cleanup else [])]
+    applied = {f for s in steps for f in s.apply}
+    assert applied <= rendered, f"{name} applies what it does not render: {applied - rendered}"
+    assert all(s.kubectl is None or s.kubectl[0] != "kubectl" for s in steps)  # runner adds it
