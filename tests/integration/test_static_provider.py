@@ -7,7 +7,7 @@ import time
 
 import pytest
 import yaml
-from nodes import ssh
+from nodes import disks, ssh
 
 from clusterlab import stages
 from clusterlab.providers import ProviderError
@@ -16,6 +16,7 @@ from clusterlab.spec import normalize
 
 
 def static_spec(labs, name, machines, *, user="root", key=None, extra_nodes=(), group_vars=None):
+    """A static lab over the local lab `machines` (a provider), its disks by their real names."""
     nodes = [
         {
             "name": f"s{i + 1}",
@@ -23,9 +24,9 @@ def static_spec(labs, name, machines, *, user="root", key=None, extra_nodes=(), 
             "address": m["address"],
             "user": user,
             "key_file": str(key),
-            "disks": [{"device": d["device"]} for d in m["disks"]],
+            "disks": [{"device": dev} for dev in disks(machines, m["name"])],
         }
-        for i, m in enumerate(machines)
+        for i, m in enumerate(machines.spec["nodes"])
     ]
     nodes += list(extra_nodes)
     raw = {
@@ -34,7 +35,9 @@ def static_spec(labs, name, machines, *, user="root", key=None, extra_nodes=(), 
         "os": "debian12",
         # the machines' own network: on static labs network.cidr is where the nodes really are
         "network": {
-            "cidr": str(ipaddress.ip_network(f"{machines[0]['address']}/24", strict=False))
+            "cidr": str(
+                ipaddress.ip_network(f"{machines.spec['nodes'][0]['address']}/24", strict=False)
+            )
         },
         "nodes": nodes,
     }
@@ -59,7 +62,7 @@ def machines(labs):
 
 def test_static_lab_trust_prepare_verify_and_down(labs, machines):
     key = machines.state / "id_ed25519"
-    spec = static_spec(labs, "itstatic", machines.spec["nodes"], key=key)
+    spec = static_spec(labs, "itstatic", machines, key=key)
     prov = StaticProvider(spec)
     labs.made.append(prov)  # its state dir is checked for leaks too
 
@@ -116,7 +119,7 @@ def test_unreachable_node_reported_in_bounded_time(labs, machines):
         "key_file": str(key),
         "disks": [],
     }
-    spec = static_spec(labs, "itghost", machines.spec["nodes"], key=key, extra_nodes=[ghost])
+    spec = static_spec(labs, "itghost", machines, key=key, extra_nodes=[ghost])
     prov = StaticProvider(spec)
     labs.made.append(prov)
     start = time.monotonic()
@@ -131,14 +134,15 @@ def test_unreachable_node_reported_in_bounded_time(labs, machines):
 def test_mounted_data_disk_refused_before_any_stage(labs, machines):
     key = machines.state / "id_ed25519"
     cfg = machines.state / "ssh_config"
-    ssh(cfg, "node2", "mkfs.ext4 -q -F /dev/vdb && mkdir -p /mnt/x && mount /dev/vdb /mnt/x")
-    spec = static_spec(labs, "itmount", machines.spec["nodes"], key=key)
+    dev = disks(machines, "node2")[0]
+    ssh(cfg, "node2", f"mkfs.ext4 -q -F {dev} && mkdir -p /mnt/x && mount {dev} /mnt/x")
+    spec = static_spec(labs, "itmount", machines, key=key)
     prov = StaticProvider(spec)
     labs.made.append(prov)
     prov.trust_new_hosts = True
     with pytest.raises(ProviderError) as exc:
         prov.create()
-    assert "s2: data disk /dev/vdb refused: /dev/vdb is mounted at /mnt/x" in str(exc.value)
+    assert f"s2: data disk {dev} refused: {dev} is mounted at /mnt/x" in str(exc.value)
     assert not (prov.state / "hosts.yml").exists()
     ssh(cfg, "node2", "umount /mnt/x")
     prov.destroy()
@@ -157,7 +161,7 @@ def test_non_root_user_with_sudo_password(labs, machines, monkeypatch):
             " && install -m 600 -o labber -g labber /root/.ssh/authorized_keys /home/labber/.ssh/",
         )
     key = machines.state / "id_ed25519"
-    spec = static_spec(labs, "itsudo", machines.spec["nodes"], user="labber", key=key)
+    spec = static_spec(labs, "itsudo", machines, user="labber", key=key)
     prov = StaticProvider(spec)
     labs.made.append(prov)
     prov.trust_new_hosts = True
