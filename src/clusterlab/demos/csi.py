@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from clusterlab.demos.base import LABEL, Context, Demo, Result, Step
+from clusterlab.demos.base import Context, Demo, Result, Step
 from clusterlab.demos.kubeout import mount_of, table
 
 NAME = "csi"
@@ -341,35 +341,6 @@ def steps(ctx: Context) -> list[Step]:
     ]
 
 
-def cleanup(ctx: Context) -> list[Step]:
-    """The namespace first (snapshots, claims: their contents and volumes go with the class's
-    Delete policy), then the labelled snapshot class."""
-    return [
-        Step(
-            say="Delete the namespace.",
-            kubectl=[
-                "delete",
-                "namespace",
-                NS,
-                "--ignore-not-found",
-                "--wait=true",
-                "--timeout=300s",
-            ],
-        ),
-        Step(
-            say="Delete the demo's snapshot class (absent without the snapshot CRDs).",
-            kubectl=[
-                "delete",
-                "volumesnapshotclasses",
-                "-l",
-                f"{LABEL}={NAME}",
-                "--ignore-not-found",
-            ],
-            may_fail=True,
-        ),
-    ]
-
-
 DEMO = Demo(
     name=NAME,
     summary="CSI's anatomy: drivers, controller and node plugins; one PVC from provision to "
@@ -378,5 +349,4 @@ DEMO = Demo(
     "mount, expand, snapshot) - Kubernetes itself knows nothing about Ceph",
     minutes=8,
     steps=steps,
-    cleanup=cleanup,
 )

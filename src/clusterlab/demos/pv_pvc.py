@@ -218,43 +218,6 @@ def steps(ctx: Context) -> list[Step]:
     ]
 
 
-def first_pv(r: Result, ctx: Context) -> dict[str, str]:
-    rows = table(r.stdout)
-    return {"pv": rows[0]["NAME"]} if rows else {}
-
-
-def cleanup(ctx: Context) -> list[Step]:
-    """A run stopped while the PV was Retain: set it back to Delete before the claim goes,
-    else the CephFS subvolume would stay in Ceph after its PV is deleted."""
-    return [
-        Step(
-            say="This demo's PVs, switched back to Delete.",
-            kubectl=["get", "pv", "-l", f"{LABEL}={NAME}", "-o", PV_COLUMNS],
-            keep=first_pv,
-        ),
-        Step(
-            say="Reclaim policy Delete.",
-            kubectl=["patch", "pv", "$pv", "-p", reclaim_policy("Delete")],
-            may_fail=True,
-        ),
-        Step(
-            say="Delete the namespace (claims, pods) and what is left of the PVs.",
-            kubectl=[
-                "delete",
-                "namespace",
-                NS,
-                "--ignore-not-found",
-                "--wait=true",
-                "--timeout=300s",
-            ],
-        ),
-        Step(
-            say="PVs labelled for this demo.",
-            kubectl=["delete", "pv", "-l", f"{LABEL}={NAME}", "--ignore-not-found"],
-        ),
-    ]
-
-
 DEMO = Demo(
     name=NAME,
     summary="StorageClass -> PVC -> PV: dynamic and static binding, Delete vs Retain, scopes",
@@ -262,5 +225,4 @@ DEMO = Demo(
     "a Retain PV and its data survive the claim",
     minutes=5,
     steps=steps,
-    cleanup=cleanup,
 )
