@@ -148,8 +148,8 @@ def missing_crds(r: Result, ctx: Context) -> str | None:
         return None
     return (
         f"the snapshot CRDs {', '.join(missing)} are not installed: snapshots need the "
-        "external-snapshotter's CRDs and its snapshot-controller, which neither "
-        "Kubernetes nor Rook installs"
+        "external-snapshotter's CRDs and its snapshot-controller, which the Rook stage "
+        "installs (a lab built before it did: run `inv up` again)"
     )
 
 
@@ -301,8 +301,8 @@ def steps(ctx: Context) -> list[Step]:
             kubectl=[*ex, "df", "-h", "/data"],
         ),
         Step(
-            say="Snapshots are an add-on: the VolumeSnapshot CRDs come from the "
-            "external-snapshotter project.",
+            say="Snapshots are an add-on: the VolumeSnapshot CRDs and the snapshot-controller "
+            "come from the external-snapshotter project (the Rook stage installs them).",
             kubectl=["get", "crd", *SNAPSHOT_CRDS, "-o", "name", "--ignore-not-found"],
             stop=missing_crds,
             may_fail=True,
