@@ -119,7 +119,7 @@ def run_playbook(
             found = [
                 _with_task(line, progress.failed_task)
                 for line in found
-                if line.partition(": ")[0] in progress.failed_task
+                if _host(line) in progress.failed_task
             ]
         detail = "\n".join(found) if found else "\n".join(stderr.strip().splitlines()[-15:])
         raise AnsibleError(
@@ -128,10 +128,16 @@ def run_playbook(
     return result
 
 
+def _host(line: str) -> str:
+    """The inventory host of a failures() line ('node1 -> localhost: …' is node1's task,
+    delegated to the controller)."""
+    return line.partition(": ")[0].split(" -> ")[0]
+
+
 def _with_task(line: str, failed_task: dict[str, str]) -> str:
-    host, _, msg = line.partition(": ")
-    task = failed_task.get(host)
-    return f"{host}: [{task}] {msg}" if task else line
+    where, _, msg = line.partition(": ")
+    task = failed_task.get(_host(line))
+    return f"{where}: [{task}] {msg}" if task else line
 
 
 def events_env(events: Path) -> dict[str, str]:

@@ -207,3 +207,15 @@ def test_timings_table_lists_what_ran_with_a_total(tmp_path, monkeypatch):
         "prepare    61.5 s",
         "total      62.5 s",
     ]
+
+
+def test_a_delegated_failure_keeps_its_message_and_task():
+    """A task of node1 delegated to the controller fails as 'node1 -> localhost': its message
+    (e.g. the download step's 'cannot download URL') must reach the user, with its task."""
+    line = "node1 -> localhost: cannot download https://example.invalid/kubeadm: refused"
+    failed_task = {"node1": "download : Say what could not be downloaded"}
+    assert ansible._host(line) == "node1"
+    assert ansible._with_task(line, failed_task) == (
+        "node1 -> localhost: [download : Say what could not be downloaded] "
+        "cannot download https://example.invalid/kubeadm: refused"
+    )
