@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import os
 import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from clusterlab import paths
 
 
 @dataclass
@@ -88,8 +91,70 @@ def common_args(state: Path) -> str:
     return f"-F {state / 'ssh_config'}"
 
 
+def ansible_control_path() -> str:
+    """The ControlPath Ansible's ssh uses (ansible.cfg control_path_dir, ssh's %C hash)."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(paths.ANSIBLE_CFG)
+    directory = cfg.get("ssh_connection", "control_path_dir", fallback="~/.ansible/cp")
+    return os.path.expanduser(directory) + "/%C"
+
+
+def _config_hosts(config: Path) -> list[tuple[str, str]]:
+    """(name, address) of every `Host NAME ADDRESS` block of a lab's ssh_config."""
+    out = []
+    for line in config.read_text().splitlines():
+        words = line.split()
+        if len(words) == 3 and words[0] == "Host":
+            out.append((words[1], words[2]))
+    return out
+
+
+def control_paths(state: Path) -> list[str]:
+    """Every SSH control socket this lab's connections use: the lab's ssh_config's (inv ssh,
+    the provider, testinfra) and Ansible's, per node, as ssh itself expands them (ssh -G)."""
+    config = state / "ssh_config"
+    if not config.is_file():
+        return []
+    found = []
+    for name, address in _config_hosts(config):
+        for extra, target in (
+            ([], name),
+            (["-o", f"ControlPath={ansible_control_path()}"], address),
+        ):
+            res = subprocess.run(
+                ["ssh", "-F", str(config), *extra, "-G", target],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            for line in res.stdout.splitlines():
+                key, _, value = line.partition(" ")
+                if key == "controlpath" and value not in ("", "none") and value not in found:
+                    found.append(value)
+    return found
+
+
+def masters(state: Path) -> dict[int, str]:
+    """pid -> control path of the SSH control masters of this lab still running."""
+    wanted = set(control_paths(state))
+    return {pid: path for pid, path in clusterlab_masters().items() if path in wanted}
+
+
 def kill_masters(state: Path) -> None:
-    """End SSH control masters (and stray clients) that use this lab's state dir."""
+    """End this lab's SSH control masters (`ssh -O exit` on each of its control paths, then
+    SIGTERM to any left) and stray clients whose command line names its state dir."""
+    config = state / "ssh_config"
+    for path in control_paths(state):
+        if Path(path).exists():
+            subprocess.run(
+                ["ssh", "-F", str(config), "-o", f"ControlPath={path}", "-O", "exit", "x"],
+                capture_output=True,
+                check=False,
+                timeout=10,
+            )
+    for pid in masters(state):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     marker = str(state).encode()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -105,3 +170,23 @@ def kill_masters(state: Path) -> None:
         ):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGTERM)
+
+
+def clusterlab_masters() -> dict[int, str]:
+    """pid -> control path of every running SSH master of any clusterlab lab (the lab's
+    ssh_config's /tmp/clusterlab-ssh-* and Ansible's control_path_dir). A master renames
+    itself `ssh: <control path> [mux]`: it is found by its path, not by its arguments."""
+    prefixes = ("/tmp/clusterlab-ssh-", ansible_control_path().removesuffix("%C"))
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if argv0.startswith("ssh: ") and argv0.endswith(" [mux]"):
+            path = argv0[len("ssh: ") : -len(" [mux]")]
+            if path.startswith(prefixes):
+                out[int(proc.name)] = path
+    return out

@@ -8,13 +8,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from clusterlab import paths
+from clusterlab import paths, sshconf
 from clusterlab.providers import local
 from clusterlab.providers.local import LocalProvider
 from clusterlab.spec import normalize
@@ -160,6 +161,7 @@ def labs_in(root: Path) -> Iterator[Labs]:
     lab = Labs(root)
     lab.inventories.mkdir()
     bridges, sysctls = lab_bridges(), local.host_sysctl_values()
+    ssh_masters = set(sshconf.clusterlab_masters())
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLUSTERLAB_STATE", str(lab.state_root))
         mp.setenv("CLUSTERLAB_INVENTORIES", str(lab.inventories))
@@ -171,6 +173,12 @@ def labs_in(root: Path) -> Iterator[Labs]:
             prov.destroy()
         except Exception as exc:
             left.setdefault(prov.lab, []).append(f"destroy failed: {exc}")
+    deadline = time.monotonic() + 3  # a master told to exit needs a moment
+    while (new := set(sshconf.clusterlab_masters()) - ssh_masters) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if new:
+        masters = sshconf.clusterlab_masters()
+        left["ssh"] = [f"ssh control master {pid} ({masters.get(pid)})" for pid in sorted(new)]
     if lab_bridges() <= bridges:
         now = local.host_sysctl_values()
         left["host"] = [f"sysctl {k}={now[k]} (was {v})" for k, v in sysctls.items() if now[k] != v]
