@@ -17,7 +17,7 @@ from invoke import Collection, Task, task
 from invoke.exceptions import Exit
 from invoke.parser import Argument
 
-from clusterlab import access, ansible, hostprereq, paths, scaffold, stages, ui
+from clusterlab import access, ansible, artifacts, bundle, hostprereq, paths, scaffold, stages, ui
 from clusterlab import inventory as inventory_mod
 from clusterlab import manifests as manifests_mod
 from clusterlab.demos import DEMOS, ORDER, missing, runner
@@ -56,7 +56,7 @@ def load(c: Any, lab: str | None, file: str | None = None) -> dict:
                 f"`clusterlab init {name}` makes one"
             ]
         )
-    spec = load_spec_file(path)
+    spec = stages.remembered_bundle(load_spec_file(path))
     if spec["name"] != name:
         raise SpecError([f"name: {spec['name']!r} differs from its folder inventories/{name}/"])
     return spec
@@ -73,7 +73,12 @@ def handles_errors(fn: Callable) -> Callable:
             for line in exc.problems:
                 print(line, file=sys.stderr)
             raise Exit(code=2) from None
-        except (ProviderError, NotImplementedStage, ansible.AnsibleError) as exc:
+        except (
+            ProviderError,
+            NotImplementedStage,
+            ansible.AnsibleError,
+            bundle.BundleError,
+        ) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise Exit(code=1) from None
 
@@ -151,11 +156,16 @@ UNTIL_HELP = "Stop after this stage: " + ", ".join(
         "until": UNTIL_HELP + " (default: every built stage).",
         "trust_new_hosts": "Static provider: record host keys of nodes seen for the first time "
         "(trust on first use). Without it, unknown host keys are refused.",
+        "bundle": "Offline bundle directory (inv artifacts fetch) to serve to the nodes: "
+        "files over HTTP, images from a registry on the controller (as artifacts.bundle; "
+        "remembered until down).",
     }
 )
-def up(c, lab=None, until=None, trust_new_hosts=False):
+def up(c, lab=None, until=None, trust_new_hosts=False, bundle=None):
     """Create the lab's nodes (idempotent), run the stages in order, then verify what ran."""
     s, prov = _provider(c, lab)
+    if bundle:
+        stages.use_bundle(s, bundle)
     prov.trust_new_hosts = trust_new_hosts
     ui.info(stages.timings_table(s, _up(s, prov, until)))
 
@@ -163,6 +173,7 @@ def up(c, lab=None, until=None, trust_new_hosts=False):
 def _up(s: dict, prov, until: str | None = None) -> list[str]:
     """Provision and run the stages up to `until`; the names of what ran, for the timings."""
     todo = stages.stages_until(until)  # an unknown or unbuilt stage is refused before any work
+    stages.check_bundle(s, todo)  # a bundle lacking anything is refused before any node is touched
     setup_missing = hostprereq.ensure(s["provider"])
     if setup_missing:
         raise ProviderError(
@@ -247,6 +258,37 @@ def ceph(c, lab=None):
     args = shlex.split(getattr(c, "remainder", "") or "") or ["status"]
     cmd = access.kubectl_command(s, access.toolbox_exec(args))
     raise Exit(code=subprocess.call(cmd, env=access.kubectl_env(s)))
+
+
+ARTIFACT_ACTIONS = ("list", "fetch")
+
+
+@lab_task(
+    name="artifacts",
+    positional=["action"],
+    help={
+        "action": "list: print every file (URL, sha256, where it goes) and image the lab "
+        "needs; fetch: download them into the bundle --out DIR.",
+        "out": "fetch: the bundle directory (made if missing; several labs may share one).",
+    },
+)
+def artifacts_(c, action, lab=None, out=None):
+    """Everything a lab needs offline: list it, or fetch it into a bundle for `up --bundle`."""
+    if action not in ARTIFACT_ACTIONS:
+        raise ProviderError(f"inv artifacts ACTION: one of {', '.join(ARTIFACT_ACTIONS)}")
+    s = load(c, lab)
+    arts = artifacts.lab_artifacts(s)
+    if action == "list":
+        print(artifacts.listing(arts))
+        return
+    if not out:
+        raise ProviderError("inv artifacts fetch --out DIR: where to write the bundle")
+    with ui.stage(f"fetch {len(arts.files)} files and {len(arts.images)} images into {out}"):
+        counts = bundle.fetch(arts, Path(out), ui.info)
+    ui.info(
+        f"bundle {out}: {counts['fetched']} fetched, {counts['present']} already present; "
+        f"bring the lab up offline with: inv up --lab {s['name']} --bundle {out}"
+    )
 
 
 @lab_task
@@ -509,6 +551,7 @@ TASKS = [
     kubernetes,
     rook,
     ceph,
+    artifacts_,
     kubeconfig,
     kubectl,
     manifests,

@@ -140,6 +140,12 @@ FIELDS: dict[str, Field] = {
     ),
     "artifacts.mirror_url": Field("url", None, "Offline mirror for binaries (files repo)."),
     "artifacts.image_registry": Field("str", None, "Mirror registry for container images."),
+    "artifacts.bundle": Field(
+        "path",
+        None,
+        "Offline bundle (`inv artifacts fetch`) served to the lab from the controller "
+        "(relative: to the lab's folder); replaces mirror_url and image_registry.",
+    ),
     "vagrant.provider": Field("enum", "libvirt", "Vagrant provider.", VAGRANT_PROVIDERS),
     "vagrant.box": Field(
         "str", None, "Box name instead of the os's default box (e.g. a local box)."
@@ -299,7 +305,11 @@ def load_spec_file(path: str | Path) -> dict:
         text = p.read_text()
     except OSError as exc:
         raise SpecError([f"(file): cannot read {p}: {exc.strerror}"]) from None
-    return normalize(_load_yaml(text, str(p)))
+    spec = normalize(_load_yaml(text, str(p)))
+    bundle = spec["artifacts"]["bundle"]
+    if bundle:  # relative to the lab's folder, wherever the command runs
+        spec["artifacts"]["bundle"] = str((p.parent / Path(bundle).expanduser()).resolve())
+    return spec
 
 
 def load_spec_text(text: str, source: str = "<text>") -> dict:
@@ -398,6 +408,14 @@ def normalize(raw: Any) -> dict:
     mirror = out["artifacts"]["mirror_url"]
     if mirror and not re.match(r"^(https?|file)://", mirror):
         ck.bad("artifacts.mirror_url", f"{mirror!r} is not a URL", "http://, https://, file://")
+    if out["artifacts"]["bundle"]:
+        for other in ("mirror_url", "image_registry"):
+            if out["artifacts"][other]:
+                ck.bad(
+                    "artifacts.bundle",
+                    f"set together with artifacts.{other}",
+                    "one source: the bundle, or your own mirrors",
+                )
 
     demos = ck.get(top, "demos", "", "demos") or []
     for i, demo in enumerate(demos):

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterlab import ansible, become, paths, progress, ui
+from clusterlab import ansible, artifacts, become, bundle, paths, progress, ui
 from clusterlab.providers import ProviderError
 
 
@@ -162,6 +162,71 @@ def run_playbook_stage(
     return result
 
 
+def _bundle_record(spec: dict) -> Path:
+    return paths.state_dir(spec["name"]) / "bundle"
+
+
+def use_bundle(spec: dict, where: str | Path) -> None:
+    """`up --bundle DIR`: serve this bundle to the lab; remembered until `down` once
+    `check_bundle` accepted it (so `inv prepare` and the others keep using it)."""
+    path = Path(where).expanduser().resolve()
+    clash = [k for k in ("mirror_url", "image_registry") if spec["artifacts"][k]]
+    if clash:
+        raise ProviderError(
+            f"--bundle and artifacts.{clash[0]} in the lab spec: one source, the bundle or "
+            "your own mirrors"
+        )
+    spec["artifacts"]["bundle"] = str(path)
+    _FROM_COMMAND_LINE.add(spec["name"])
+
+
+_FROM_COMMAND_LINE: set[str] = set()
+
+
+def remembered_bundle(spec: dict) -> dict:
+    """The spec with the bundle an earlier `up --bundle` chose (its own artifacts.bundle wins)."""
+    record = _bundle_record(spec)
+    if not spec["artifacts"].get("bundle") and record.is_file():
+        spec["artifacts"]["bundle"] = record.read_text().strip()
+    return spec
+
+
+def bundle_needs(spec: dict, todo: list[Stage]) -> artifacts.Artifacts:
+    """What a bundle must hold to run `todo`: the stages' artifacts, and once the lab runs up
+    to its last stage, the images of the demos it carries."""
+    names = {st.name for st in todo}
+    if todo and todo[-1] is PIPELINE[-1]:
+        names |= {f"demo:{d}" for d in spec["demos"]}
+    return artifacts.lab_artifacts(spec).for_stages(names)
+
+
+def check_bundle(spec: dict, todo: list[Stage]) -> None:
+    """Refuse a bundle that lacks anything `todo` needs, naming each missing artifact."""
+    where = spec["artifacts"].get("bundle")
+    if not where:
+        return
+    lacking = bundle.missing(bundle_needs(spec, todo), Path(where))
+    if lacking:
+        raise bundle.BundleError(
+            f"bundle {where} lacks {len(lacking)} artifact(s) lab {spec['name']} needs "
+            f"(add them with `inv artifacts fetch --lab {spec['name']} --out {where}` on a "
+            "connected machine):\n  " + "\n  ".join(lacking)
+        )
+    if spec["name"] in _FROM_COMMAND_LINE:
+        record = _bundle_record(spec)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(f"{where}\n")
+
+
+def serve_bundle(spec: dict) -> None:
+    """Make sure the lab's bundle is being served (the nodes' mirrors point at it)."""
+    where = spec["artifacts"].get("bundle")
+    if where:
+        from clusterlab import serve  # noqa: PLC0415 - only labs with a bundle start servers
+
+        serve.start(spec, Path(where))
+
+
 def run_stage(spec: dict, name: str) -> dict:
     """Run one playbook stage of the pipeline and record that it completed."""
     stage = STAGES[name]
@@ -171,6 +236,8 @@ def run_stage(spec: dict, name: str) -> dict:
     if reason:
         ui.info(f"--  {name}: skipped ({reason})")
         return {}
+    check_bundle(spec, [stage])
+    serve_bundle(spec)
     result = run_playbook_stage(spec, name, stage.playbook)
     mark_done(spec, name)
     show_warnings(spec)

@@ -40,6 +40,7 @@ def test_inv_list_and_clusterlab_help_list_the_same_tasks():
         [sys.executable, "-m", "clusterlab", "--help"], capture_output=True, text=True, check=True
     )
     expected = {
+        "artifacts",
         "init",
         "setup",
         "spec",

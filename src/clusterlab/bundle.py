@@ -1,0 +1,250 @@
+"""Offline bundles: every artifact of one or more labs in one directory, made on a connected
+machine (`inv artifacts fetch`) and served to a lab that cannot reach the internet.
+
+Layout (several labs may share one bundle; the index merges):
+  index.json                        what is present: files by URL, images by reference
+  files/<host>/<path>               upstream https://<host>/<path> (artifacts.mirror_url layout)
+  images/<host>/<repo>/<tag>.tar    an OCI archive written by skopeo
+
+An artifact counts as present only when its bytes are verified: a file's sha256 is the
+table's, an image archive's sha256 is the one recorded when skopeo finished writing it.
+Downloads go to `<name>.part` first; an interrupted file download resumes from its part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from clusterlab.artifacts import Artifacts, FileArtifact, ImageArtifact
+
+INDEX = "index.json"
+FORMAT = 1
+CHUNK = 1 << 20
+
+
+class BundleError(Exception):
+    """A bundle cannot be made or used; the message names what and why."""
+
+
+def file_path(f: FileArtifact) -> str:
+    """Where a file lives in the bundle: the mirror layout <host>/<path> under files/."""
+    return "files/" + f.url.split("://", 1)[1]
+
+
+def image_path(i: ImageArtifact) -> str:
+    """images/<host>/<repo>/<tag>.tar; a host's port is written host_port (skopeo's
+    oci-archive:PATH reference would take a colon in PATH for the start of an image name)."""
+    return f"images/{i.host.replace(':', '_')}/{i.repository}/{i.tag}.tar"
+
+
+def read_index(bundle: Path) -> dict[str, Any]:
+    """The bundle's index (an empty one for a new bundle)."""
+    path = Path(bundle) / INDEX
+    if not path.is_file():
+        return {"format": FORMAT, "files": {}, "images": {}}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: not a bundle index ({exc})") from None
+    if data.get("format") != FORMAT:
+        raise BundleError(f"{path}: bundle format {data.get('format')!r}, expected {FORMAT}")
+    data.setdefault("files", {})
+    data.setdefault("images", {})
+    return data
+
+
+def write_index(bundle: Path, index: dict[str, Any]) -> None:
+    """Replace the index atomically, so an interrupted fetch leaves a valid one."""
+    fd, tmp = tempfile.mkstemp(dir=bundle, prefix=".index.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        json.dump(index, out, indent=1, sort_keys=True)
+        out.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, Path(bundle) / INDEX)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _download(url: str, part: Path, timeout: float) -> None:
+    """Append the rest of `url` to `part` (resuming where a previous run stopped)."""
+    have = part.stat().st_size if part.exists() else 0
+    if not url.startswith(("http://", "https://")):
+        raise BundleError(f"{url}: only http(s) URLs are fetched")
+    req = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+        url, headers={"Range": f"bytes={have}-"} if have else {}
+    )
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - table URLs
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part already holds every byte
+            return
+        raise
+    with resp:
+        mode = "ab" if have and resp.status == 206 else "wb"  # no ranges: start again
+        with open(part, mode) as out:
+            shutil.copyfileobj(resp, out, CHUNK)
+
+
+def fetch_file(f: FileArtifact, bundle: Path, timeout: float = 60) -> bool:
+    """Make the file present and verified; True when it had to be downloaded."""
+    dest = bundle / file_path(f)
+    if dest.is_file() and sha256_of(dest) == f.sha256:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        _download(f.url, part, timeout)
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        kept = f" (kept {part.name} to resume)" if part.exists() else ""
+        raise BundleError(f"cannot download {f.url}: {reason}{kept}") from None
+    got = sha256_of(part)
+    if got != f.sha256:
+        part.unlink()
+        raise BundleError(f"{f.url}: sha256 {got} is not the pinned {f.sha256}; not kept")
+    os.replace(part, dest)
+    return True
+
+
+def _skopeo(args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    if not shutil.which("skopeo"):
+        raise BundleError("skopeo is missing: apt-get install skopeo")
+    try:
+        return subprocess.run(
+            ["skopeo", *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise BundleError(f"skopeo {' '.join(args)}: no result after {timeout:.0f} s") from None
+
+
+def archive_digest(path: Path) -> str:
+    """The manifest digest of the image in an OCI archive."""
+    res = _skopeo(["inspect", f"oci-archive:{path}"], 120)
+    try:
+        return json.loads(res.stdout)["Digest"]
+    except (ValueError, KeyError):
+        raise BundleError(f"{path}: not an OCI archive ({res.stderr.strip()})") from None
+
+
+def image_present(i: ImageArtifact, bundle: Path, index: dict[str, Any]) -> bool:
+    entry = index["images"].get(i.ref)
+    path = bundle / image_path(i)
+    if not entry or not path.is_file() or entry.get("sha256") != sha256_of(path):
+        return False
+    return entry.get("pinned") == i.digest
+
+
+def fetch_image(i: ImageArtifact, bundle: Path, timeout: float = 1800) -> dict[str, Any]:
+    """Copy the image (linux/amd64) into an OCI archive; its index entry."""
+    dest = bundle / image_path(i)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    part.unlink(missing_ok=True)  # an archive cannot be resumed: start it again
+    source = f"docker://{i.ref.rsplit(':', 1)[0]}@{i.digest}" if i.digest else f"docker://{i.ref}"
+    args = ["copy", "--quiet", "--override-os", "linux", "--override-arch", "amd64"]
+    if _loopback(i.host):
+        args.append("--src-tls-verify=false")
+    res = _skopeo([*args, source, f"oci-archive:{part}"], timeout)
+    if res.returncode != 0:
+        part.unlink(missing_ok=True)
+        raise BundleError(f"cannot copy {i.ref}: {res.stderr.strip() or res.stdout.strip()}")
+    digest = archive_digest(part)
+    os.replace(part, dest)
+    # skopeo fetched a pinned image by its digest (the registry and skopeo verify it); the
+    # archive may hold it re-encoded as OCI, so its own digest is recorded beside the pin
+    return {"path": image_path(i), "digest": digest, "pinned": i.digest, "sha256": sha256_of(dest)}
+
+
+def fetch(
+    arts: Artifacts, bundle: Path, say: Callable[[str], None] = lambda _m: None
+) -> dict[str, int]:
+    """Make every artifact present in the bundle; counts of fetched, present and failed.
+
+    Every artifact is tried; failures are collected and raised together at the end, after the
+    index records all that did arrive (a re-run then fetches only what is still missing)."""
+    bundle = Path(bundle)
+    bundle.mkdir(parents=True, exist_ok=True)
+    index = read_index(bundle)
+    counts = {"fetched": 0, "present": 0, "failed": 0}
+    problems: list[str] = []
+    total = len(arts.files) + len(arts.images)
+    for n, f in enumerate(arts.files, 1):
+        try:
+            got = fetch_file(f, bundle)
+        except BundleError as exc:
+            problems.append(str(exc))
+            counts["failed"] += 1
+            continue
+        counts["fetched" if got else "present"] += 1
+        say(f"[{n}/{total}] {'fetched' if got else 'present'} {f.url}")
+        index["files"][f.url] = {"sha256": f.sha256, "path": file_path(f)}
+        write_index(bundle, index)
+    for n, i in enumerate(arts.images, len(arts.files) + 1):
+        if image_present(i, bundle, index):
+            counts["present"] += 1
+            say(f"[{n}/{total}] present {i.ref}")
+            continue
+        say(f"[{n}/{total}] copying {i.ref} …")
+        try:
+            index["images"][i.ref] = fetch_image(i, bundle)
+        except BundleError as exc:
+            problems.append(str(exc))
+            counts["failed"] += 1
+            continue
+        counts["fetched"] += 1
+        write_index(bundle, index)
+    if problems:
+        raise BundleError(
+            f"{len(problems)} of {total} artifacts could not be fetched "
+            f"(the others are in {bundle}; run again to retry):\n  " + "\n  ".join(problems)
+        )
+    return counts
+
+
+def missing(arts: Artifacts, bundle: Path) -> list[str]:
+    """What the bundle lacks of `arts` (by its index and the files on disk), one line each.
+
+    Cheap enough for every `up`: presence and size; the bytes are checked where they are used
+    (the download role's sha256, the registry's digests)."""
+    bundle = Path(bundle)
+    if not (bundle / INDEX).is_file():
+        return [f"{bundle} is not a bundle (no {INDEX}); make one with `inv artifacts fetch`"]
+    index = read_index(bundle)
+    out = []
+    for f in arts.files:
+        entry = index["files"].get(f.url)
+        if not entry or entry.get("sha256") != f.sha256 or not (bundle / entry["path"]).is_file():
+            out.append(f"file {f.url} (sha256 {f.sha256})")
+    for i in arts.images:
+        entry = index["images"].get(i.ref)
+        ok = entry and (bundle / entry["path"]).is_file()
+        if not ok or entry.get("pinned") != i.digest:
+            out.append(f"image {i.ref}")
+    return out

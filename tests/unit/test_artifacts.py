@@ -1,0 +1,282 @@
+"""The artifact list (`inv artifacts list`) against the tables and playbooks the stages use."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from clusterlab import artifacts, paths, releases
+from clusterlab.spec import load_spec_file, normalize
+
+LABS = paths.known_labs()
+
+
+def lab(name: str) -> dict:
+    return load_spec_file(paths.lab_spec_file(name))
+
+
+def local(**over) -> dict:
+    raw = {
+        "name": "arts",
+        "provider": "local",
+        "os": "debian12",
+        "network": {"cidr": "10.213.3.0/24"},
+        "nodes": {"count": 1, "disks": [{"size": "5G"}]},
+        **over,
+    }
+    return normalize(raw)
+
+
+def refs(arts: artifacts.Artifacts) -> set[str]:
+    return {i.ref for i in arts.images}
+
+
+def test_normalize_ref():
+    assert artifacts.normalize_ref("busybox") == "docker.io/library/busybox:latest"
+    assert artifacts.normalize_ref("redis:7") == "docker.io/library/redis:7"
+    assert artifacts.normalize_ref("rook/ceph:v1") == "docker.io/rook/ceph:v1"
+    assert artifacts.normalize_ref("quay.io/ceph/ceph:v20") == "quay.io/ceph/ceph:v20"
+    assert artifacts.normalize_ref("127.0.0.1:5000/x/y:1") == "127.0.0.1:5000/x/y:1"
+    img = artifacts.ImageArtifact("registry.k8s.io/coredns/coredns:v1.13.1", None, ("k",))
+    assert (img.host, img.repository, img.tag) == ("registry.k8s.io", "coredns/coredns", "v1.13.1")
+
+
+@pytest.mark.parametrize("name", LABS)
+def test_every_example_lab_lists_its_release(name):
+    s = lab(name)
+    version = s["kubernetes"]["version"]
+    rel = releases.kube_releases()[version]
+    arts = artifacts.lab_artifacts(s)
+    by_name = {f.name: f for f in arts.files}
+    for binary in ("kubeadm", "kubelet", "kubectl"):
+        f = by_name[binary]
+        assert f.url == f"https://dl.k8s.io/release/v{version}/bin/linux/amd64/{binary}"
+        assert f.sha256 == rel[binary]
+        assert f.dest.endswith(f"/{binary}")
+        assert "kubernetes" in f.stages
+    assert by_name["crictl"].sha256 == rel["crictl"]["sha256"]
+    assert f"{s['kubernetes']['cni']}_manifest" in by_name
+    got = refs(arts)
+    assert f"registry.k8s.io/kube-apiserver:v{version}" in got
+    assert f"registry.k8s.io/pause:{rel['pause']}" in got
+    assert f"registry.k8s.io/etcd:{rel['etcd']}" in got
+    assert f"registry.k8s.io/coredns/coredns:{rel['coredns']}" in got
+    for f in arts.files:
+        assert re.fullmatch(r"[0-9a-f]{64}", f.sha256), f
+        assert f.url.startswith("https://")
+        assert "{{" not in f.url + f.dest
+    for i in arts.images:
+        assert i.ref == artifacts.normalize_ref(i.ref)
+        assert ":" in i.ref.rsplit("/", 1)[1]
+    listing = artifacts.listing(arts)
+    assert all(f.url in listing and f.sha256 in listing for f in arts.files)
+    assert all(i.ref in listing for i in arts.images)
+
+
+@pytest.mark.parametrize("version", list(releases.kube_releases()))
+def test_every_release_has_the_image_tags_kubeadm_pulls(version):
+    rel = releases.kube_releases()[version]
+    assert re.fullmatch(r"3\.\d+\.\d+-0", rel["etcd"]), rel
+    assert re.fullmatch(r"v1\.\d+\.\d+", rel["coredns"]), rel
+
+
+def test_containerd_downloads_only_where_the_distribution_has_none():
+    distro = artifacts.lab_artifacts(local())
+    assert not {"containerd", "runc", "cni_plugins"} & {f.name for f in distro.files}
+    newer = artifacts.lab_artifacts(local(kubernetes={"version": "1.36"}))
+    names = {f.name: f for f in newer.files}
+    assert {"containerd", "runc", "cni_plugins"} <= set(names)
+    assert names["crictl"].stages == ("prepare", "kubernetes")
+    assert names["containerd"].dest == "/usr/local"  # the archive holds bin/
+
+
+def test_rook_and_demos_add_their_images_only_when_the_lab_has_them():
+    bare = artifacts.lab_artifacts(local(rook={"enabled": False}))
+    assert not any("rook" in i.stages for i in bare.images)
+    assert not any(f.name.startswith("rook_") for f in bare.files)
+    full = artifacts.lab_artifacts(local(demos=["redis-ha", "csi"]))
+    got = {i.ref: i.stages for i in full.images}
+    assert got["quay.io/ceph/ceph:v20.2.4"] == ("rook",)
+    assert got["registry.k8s.io/sig-storage/snapshot-controller:v8.5.0"] == ("rook",)
+    assert "demo:redis-ha" in got["docker.io/library/redis:7.4.2"]
+    assert set(got["docker.io/library/busybox:1.37.0"]) == {"demo:csi"}
+    only = full.for_stages({"prepare"})
+    assert [i.ref for i in only.images] == ["registry.k8s.io/pause:3.10.1"]
+    assert not only.files
+
+
+def test_role_images_are_the_roles_own():
+    """The Ceph and snapshot-controller images are read from the roles' defaults."""
+    defaults = yaml.safe_load(artifacts.ROLE_DEFAULTS["ceph_cluster"].read_text())
+    arts = artifacts.lab_artifacts(local())
+    assert f"quay.io/ceph/ceph:{defaults['ceph_cluster_ceph_tag']}" in refs(arts)
+    snap = yaml.safe_load(artifacts.ROLE_DEFAULTS["snapshot_controller"].read_text())
+    tag = snap["snapshot_controller_tag"]
+    assert f"registry.k8s.io/sig-storage/snapshot-controller:{tag}" in refs(arts)
+
+
+def test_demo_images_come_from_every_template():
+    for demo in ("storage-types", "pv-pvc", "access-modes", "csi", "statefulset", "redis-ha"):
+        found = artifacts.demo_images(demo)
+        assert found, demo
+        text = "".join(p.read_text() for p in (artifacts.DEMO_TEMPLATES / demo).glob("*.j2"))
+        assert text.count("image(") == len(found)
+
+
+def _download_items(path, play_name=None):
+    """Every literal download_items list in a playbook or task file."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            items = node.get("download_items")
+            if isinstance(items, list):
+                found.extend(items)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load(path.read_text()))
+    return found
+
+
+def test_stage_lists_match_the_playbooks():
+    """The stages' download_items are what artifacts.py says each stage needs."""
+    root = paths.ROOT
+    cr = root / "roles" / "prepare" / "container_runtime" / "tasks" / "download.yml"
+    assert tuple(_download_items(cr)) == artifacts.PREPARE_DOWNLOADS
+    kube = _download_items(root / "playbooks" / "kubernetes.yml")
+    assert set(kube) == {*artifacts.KUBERNETES_DOWNLOADS, "{{ kube_network_plugin }}_manifest"}
+    assert tuple(_download_items(root / "playbooks" / "rook.yml")) == artifacts.ROOK_DOWNLOADS
+    rook_defaults = yaml.safe_load(
+        (root / "roles" / "rook" / "rook_operator" / "defaults" / "main.yml").read_text()
+    )
+    snap = yaml.safe_load(artifacts.ROLE_DEFAULTS["snapshot_controller"].read_text())
+    used = rook_defaults["rook_operator_upstream"]
+    used += snap["snapshot_controller_crds"] + snap["snapshot_controller_manifests"]
+    assert tuple(used) == artifacts.ROOK_DOWNLOADS
+
+
+@pytest.mark.parametrize("cni", ["calico", "flannel"])
+def test_cni_images_match_the_cached_manifest(cni):
+    """The table's images are the upstream manifest's (where the manifest is in the cache)."""
+    s = local(kubernetes={"cni": cni})
+    table = yaml.safe_load(artifacts.DOWNLOAD_TABLE.read_text())["download_table"]
+    entry = table[f"{cni}_manifest"]
+    cached = paths.cached_download(
+        s, f"{cni}_manifest", entry["version"], entry["url"].rsplit("/", 1)[1]
+    )
+    if not cached.is_file():
+        pytest.skip(f"{cni}'s manifest is not in the download cache ({cached}): no internet here")
+    in_manifest = set(re.findall(r"^\s+image:\s*(\S+)", cached.read_text(), re.M))
+    assert {artifacts.normalize_ref(r) for r in in_manifest} == set(entry["images"])
+
+
+def test_cli_lists_and_refuses_unknown_actions(tmp_path):
+    env = dict(os.environ, CLUSTERLAB_STATE=str(tmp_path))
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "clusterlab", "artifacts", *a],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    listed = run("list", "--lab", "meetup-host")
+    assert listed.returncode == 0, listed.stderr
+    assert "docker.io/library/redis:7.4.2  [demo:redis-ha]" in listed.stdout
+    bad = run("pack", "--lab", "meetup-host")
+    assert bad.returncode == 1
+    assert "one of list, fetch" in bad.stderr
+    no_out = run("fetch", "--lab", "meetup-host")
+    assert no_out.returncode == 1
+    assert "--out DIR" in no_out.stderr
+
+
+def test_kubeadm_images_are_the_ones_kubeadm_lists():
+    """Where a release's kubeadm is in the download cache, its own image list is ours."""
+    checked = []
+    for version in releases.kube_releases():
+        s = local(kubernetes={"version": version})
+        cached = paths.cached_download(s, "kubeadm", version, "kubeadm")
+        if not cached.is_file():
+            continue
+        out = subprocess.run(
+            [str(cached), "config", "images", "list", "--kubernetes-version", f"v{version}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        ours = artifacts.lab_artifacts(s).for_stages({"prepare", "kubernetes"})
+        assert set(out) == {i.ref for i in ours.images if i.host == "registry.k8s.io"}, version
+        checked.append(version)
+    if not checked:
+        pytest.skip("no release's kubeadm is in the download cache: no internet here")
+
+
+def test_up_refuses_a_bundle_that_lacks_anything_before_touching_a_node(tmp_path):
+    """`up --bundle` names every missing artifact and exits 1 with nothing created."""
+    labdir = tmp_path / "inventories" / "offl"
+    labdir.mkdir(parents=True)
+    raw = {
+        "name": "offl",
+        "provider": "local",
+        "os": "debian12",
+        "network": {"cidr": "10.213.159.0/24"},
+        "nodes": {"count": 1, "disks": [{"size": "5G"}]},
+    }
+    (labdir / "lab.yml").write_text(yaml.safe_dump(raw))
+    spec = normalize(raw)
+    needs = artifacts.lab_artifacts(spec)
+    # a bundle holding only the pause image's entry (its archive present)
+    pause = next(i for i in needs.images if "prepare" in i.stages)
+    b = tmp_path / "bundle"
+    archive = b / "images/registry.k8s.io/pause" / f"{pause.tag}.tar"
+    archive.parent.mkdir(parents=True)
+    archive.write_bytes(b"x")
+    entry = {"path": str(archive.relative_to(b)), "digest": "sha256:0", "pinned": None}
+    (b / "index.json").write_text(
+        json.dumps({"format": 1, "files": {}, "images": {pause.ref: entry}})
+    )
+    env = dict(
+        os.environ,
+        CLUSTERLAB_INVENTORIES=str(tmp_path / "inventories"),
+        CLUSTERLAB_STATE=str(tmp_path / "state"),
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "clusterlab", "up", "--lab", "offl", "--bundle", str(b)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert res.returncode == 1, res.stderr
+    lacking = needs.for_stages({"prepare", "kubernetes", "rook"})
+    assert f"lacks {len(lacking.files) + len(lacking.images) - 1} artifact(s)" in res.stderr
+    for f in lacking.files:
+        assert f"file {f.url} (sha256 {f.sha256})" in res.stderr
+    for i in lacking.images:
+        assert (f"image {i.ref}\n" in res.stderr + "\n") == (i != pause), i.ref
+    assert not (tmp_path / "state" / "offl").exists()  # nothing made, nothing remembered
+
+    # the refused bundle is not remembered for later commands
+    res = subprocess.run(
+        [sys.executable, "-m", "clusterlab", "spec", "--lab", "offl"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert "bundle: null" in res.stdout
+
+
+def test_bundle_and_own_mirrors_are_one_or_the_other():
+    with pytest.raises(Exception, match="one source"):
+        local(artifacts={"bundle": "/srv/b", "mirror_url": "http://10.213.3.1/files"})
