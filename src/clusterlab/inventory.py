@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from clusterlab import hostkernel, paths
+from clusterlab import hostkernel, paths, serve
 from clusterlab.oses import OSES
 
 GROUPS_BY_ROLE = {"control_plane": "kube_control_plane", "etcd": "etcd", "worker": "kube_node"}
@@ -38,7 +38,7 @@ def group_vars(spec: dict) -> dict[str, Any]:
     kube = spec["kubernetes"]
     state = paths.state_dir(spec["name"])
     os_info = OSES[spec["os"]]
-    return {
+    out = {
         "clusterlab_lab": spec["name"],
         "clusterlab_provider": spec["provider"],
         "clusterlab_os": spec["os"],
@@ -71,6 +71,10 @@ def group_vars(spec: dict) -> dict[str, Any]:
         ),
         "clusterlab_demos": spec["demos"],
     }
+    if spec["artifacts"].get("bundle"):
+        # Served from the controller (serve.start): files mirror and registry mirrors.
+        out.update(serve.mirror_vars(spec))
+    return out
 
 
 def disk_paths(node: dict, attached: list[str] | None = None) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterlab import paths, sshconf
+from clusterlab import paths, serve, sshconf
 from clusterlab.providers import local
 from clusterlab.providers.local import LocalProvider
 from clusterlab.spec import normalize
@@ -105,9 +105,10 @@ class Labs:
 
 
 def leaks(prov) -> list[str]:
+    # a bundle served to the lab: its file server and registry (any provider)
+    found = [f"serving process {pid} ({kind})" for pid, kind in serve.processes(prov.state).items()]
     if not isinstance(prov, LocalProvider):  # other providers own nothing but the state dir
-        return [f"state dir {prov.state}"] if prov.state.exists() else []
-    found = []
+        return found + ([f"state dir {prov.state}"] if prov.state.exists() else [])
     if Path(f"/sys/class/net/{prov.bridge}").exists():
         found.append(f"bridge {prov.bridge}")
     state = str(prov.state) + "/"

@@ -83,3 +83,35 @@ def info(socket: str, timeout: float = 10) -> dict:
             except ValueError:  # a plain message (as crictl shows it)
                 out[entry.get(1, b"").decode()] = text
     return out
+
+
+IMAGES = "/runtime.v1.ImageService/"
+
+
+def _string(number: int, text: str) -> bytes:
+    """One length-delimited protobuf field holding `text` (short strings only: < 128 bytes)."""
+    data = text.encode()
+    assert len(data) < 0x80
+    return bytes([number << 3 | LENGTH, len(data)]) + data
+
+
+def _image_call(socket: str, method: str, image: str, timeout: float) -> bytes:
+    spec = _string(1, image)  # ImageSpec { string image = 1; }
+    request = bytes([1 << 3 | LENGTH, len(spec)]) + spec  # {Pull,Remove}ImageRequest.image = 1
+    with grpc.insecure_channel(f"unix://{socket}") as channel:
+        call = channel.unary_unary(
+            IMAGES + method, request_serializer=None, response_deserializer=None
+        )
+        return call(request, timeout=timeout)
+
+
+def pull_image(socket: str, image: str, timeout: float = 120) -> str:
+    """`crictl pull IMAGE` (the kubelet's path: the CRI plugin with its registry hosts config);
+    returns the image id. Raises grpc.RpcError when the pull fails."""
+    reply = _image_call(socket, "PullImage", image, timeout)  # PullImageResponse.image_ref = 1
+    return next((v.decode() for n, v in fields(reply) if n == 1), "")
+
+
+def remove_image(socket: str, image: str, timeout: float = 30) -> None:
+    """`crictl rmi IMAGE` (no error when it is not there)."""
+    _image_call(socket, "RemoveImage", image, timeout)

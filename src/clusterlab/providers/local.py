@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from clusterlab import inventory, sshconf, ui
+from clusterlab import inventory, procs, serve, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.oses import OSES, providers_for
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
@@ -137,21 +137,7 @@ def cgroup_hierarchies() -> list[Path]:
     return out
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
+_pid_alive, _cmdline = procs.alive, procs.cmdline
 
 
 def _sysctl_file(key: str) -> Path:
@@ -788,6 +774,7 @@ class LocalProvider(Provider):
             raise ProviderError("the local provider needs root to remove a lab")
         with self.lock():
             sshconf.kill_masters(self.state)
+            serve.stop_in(self.state)  # the bundle's file server and registry
             nodes = set(self._node_cgroups()) | {n["name"] for n in self.spec["nodes"]}
             with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
                 list(pool.map(self.stop_node, sorted(nodes)))

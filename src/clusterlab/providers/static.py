@@ -15,7 +15,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from clusterlab import become, inventory, paths, sshconf, ui
+from clusterlab import become, inventory, paths, serve, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
 
@@ -237,6 +237,7 @@ class StaticProvider(Provider):
 
     def destroy(self) -> None:
         sshconf.kill_masters(self.state)
+        serve.stop_in(self.state)  # the bundle's file server and registry
         if self.state.exists():
             shutil.rmtree(self.state)
         ui.info(

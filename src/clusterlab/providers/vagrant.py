@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from clusterlab import inventory, paths, sshconf, ui
+from clusterlab import inventory, paths, serve, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.oses import OSES
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
@@ -241,6 +241,7 @@ class VagrantProvider(Provider):
 
     def destroy(self) -> None:
         sshconf.kill_masters(self.state)
+        serve.stop_in(self.state)  # the bundle's file server and registry
         if self.plan_file.exists() and shutil.which("vagrant"):
             self.vagrant("destroy", "-f", log=self.state / "logs" / "destroy.log")
         if self.state.exists():

@@ -1,0 +1,206 @@
+"""An offline lab served from a bundle, for real: one local node, a registry and a file server.
+
+The bundle is made here: an OCI image built from Debian's static busybox (umoci, skopeo) under
+the upstream name of the lab's pause image, and one file under an upstream URL. The lab's
+inventory points the nodes at the controller (serve.mirror_vars), prepare writes containerd's
+hosts.toml, the image is pulled through the CRI (what crictl and the kubelet use) from the
+registry and run; files reach the node through the download role with checksums enforced;
+`down` stops both servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+from pathlib import Path
+
+import cri
+import grpc
+import ociimage
+import pytest
+import yaml
+from nodes import ssh
+
+from clusterlab import ansible, paths, releases, serve, stages
+from clusterlab.ansible import AnsibleError
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        bool(ociimage.missing_tools()),
+        reason=f"needs {' '.join(ociimage.missing_tools())} (apt-get install)",
+    ),
+]
+
+LAB = "offmirror"
+NET = 150
+FILE_URL = "https://files.upstream.test/releases/v1/offtool"
+FILE_PATH = "files/files.upstream.test/releases/v1/offtool"
+TOOL = b"#!/bin/sh\necho offtool 1.0\n"
+DOWNLOAD_PLAY = paths.ROOT / "tests" / "fixtures" / "download-play.yml"
+
+
+@pytest.fixture(scope="module")
+def lab(module_labs, tmp_path_factory):
+    bundle = tmp_path_factory.mktemp("bundle")
+    tag = releases.kube_releases()[releases.default_version()]["pause"]
+    ref = f"registry.k8s.io/pause:{tag}"
+    image_path = f"images/registry.k8s.io/pause/{tag}.tar"
+    image = ociimage.busybox_layout(tmp_path_factory.mktemp("image"), tag)
+    (bundle / image_path).parent.mkdir(parents=True)
+    ociimage.run(["skopeo", "copy", "--quiet", image, f"oci-archive:{bundle / image_path}"])
+    (bundle / FILE_PATH).parent.mkdir(parents=True)
+    (bundle / FILE_PATH).write_bytes(TOOL)
+    index = {
+        "format": 1,
+        "files": {FILE_URL: {"sha256": hashlib.sha256(TOOL).hexdigest(), "path": FILE_PATH}},
+        "images": {ref: {"path": image_path, "digest": None}},
+    }
+    (bundle / "index.json").write_text(json.dumps(index))
+
+    spec = module_labs.spec(
+        LAB, NET, nodes=1, disks=0, rook={"enabled": False}, artifacts={"bundle": str(bundle)}
+    )
+    assert spec["kubernetes"]["version"] == releases.default_version()
+    prov = module_labs.provider(spec)
+    prov.create()
+    serve.start(spec, bundle)
+    # the prepare playbook itself (run_stage also checks the bundle holds the whole lab's list)
+    stages.run_playbook_stage(spec, "prepare", "prepare.yml")
+    yield {"spec": spec, "prov": prov, "bundle": bundle, "ref": ref, "tag": tag}
+    prov.destroy()  # the last test did already, unless a test before it failed
+
+
+def socket_of(lab) -> str:
+    return f"/proc/{lab['prov'].node_init_pid('node1')}/root/run/containerd/containerd.sock"
+
+
+def test_inventory_points_the_nodes_at_the_controller(lab):
+    gateway = lab["spec"]["network"]["gateway"]
+    inv_vars = inventory_vars(lab)
+    assert inv_vars["artifacts_mirror_url"] == f"http://{gateway}:{serve.FILES_PORT}"
+    assert inv_vars["artifacts_registry_mirrors"] == {
+        "registry.k8s.io": f"http://{gateway}:{serve.REGISTRY_PORT}/v2/registry.k8s.io"
+    }
+    hosts = ssh(lab["prov"], "node1", "cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml")
+    assert 'server = "https://registry.k8s.io"' in hosts.stdout
+    assert f'[host."http://{gateway}:{serve.REGISTRY_PORT}/v2/registry.k8s.io"]' in hosts.stdout
+    assert "override_path = true" in hosts.stdout
+    config = ssh(lab["prov"], "node1", "cat /etc/containerd/config.toml").stdout
+    assert 'config_path = "/etc/containerd/certs.d"' in config
+    # the servers listen on the lab's address only
+    for port in (serve.FILES_PORT, serve.REGISTRY_PORT):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"port {port} answers on loopback"
+
+
+def inventory_vars(lab) -> dict:
+    return yaml.safe_load((lab["prov"].state / "hosts.yml").read_text())["all"]["vars"]
+
+
+def test_pause_image_pulls_through_the_mirror_and_runs(lab):
+    sock, ref, prov = socket_of(lab), lab["ref"], lab["prov"]
+    node_ip = lab["spec"]["nodes"][0]["address"]
+    gateway = lab["spec"]["network"]["gateway"]
+    image_id = cri.pull_image(sock, ref)
+    assert image_id.startswith("sha256:")
+    log = (serve.serve_dir(lab["spec"]) / "registry.log").read_text()
+    # the node asked our registry, under the upstream host's path (override_path)
+    assert f"/v2/registry.k8s.io/pause/manifests/{lab['tag']}" in log
+    assert f'http.request.remoteaddr="{node_ip}:' in log
+
+    run = ssh(prov, "node1", f"ctr -n k8s.io run --rm {ref} offt1 /bin/busybox echo hello")
+    assert run.stdout.strip() == "hello"
+
+    # the pull needs the mirror: with it stopped, the pull fails there …
+    cri.remove_image(sock, ref)
+    serve.stop(lab["spec"])
+    assert serve.processes(prov.state) == {}
+    with pytest.raises(grpc.RpcError) as exc:
+        cri.pull_image(sock, ref, timeout=90)
+    assert f"http://{gateway}:{serve.REGISTRY_PORT}/v2/registry.k8s.io/pause/manifests/" in (
+        exc.value.details()
+    )
+    # … and without the mirror configuration the node goes upstream, which it cannot reach
+    hosts = "/etc/containerd/certs.d/registry.k8s.io/hosts.toml"
+    ssh(prov, "node1", f"mv {hosts} {hosts}.off")
+    try:
+        with pytest.raises(grpc.RpcError) as exc:
+            cri.pull_image(sock, ref, timeout=90)
+    finally:
+        ssh(prov, "node1", f"mv {hosts}.off {hosts}")
+    assert "https://registry.k8s.io/v2/pause/manifests/" in exc.value.details()
+
+    # a port taken by someone else is a clear error, and nothing is left running
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        squatter.bind((gateway, serve.FILES_PORT))
+        squatter.listen()
+        with pytest.raises(
+            serve.ServeError, match=f"{gateway}:{serve.FILES_PORT}: the port is taken"
+        ):
+            serve.start(lab["spec"], lab["bundle"])
+    assert serve.processes(prov.state) == {}
+
+    # served again: the registry kept its storage, the image is not loaded twice
+    serve.start(lab["spec"], lab["bundle"])
+    assert cri.pull_image(sock, ref) == image_id
+    serve.start(lab["spec"], lab["bundle"])  # idempotent: the same servers stay
+    assert len(serve.processes(prov.state)) == 2
+
+
+def run_download(lab, table: dict, cache: Path) -> dict:
+    """The download role against the lab's inventory: the mirror URL comes from there."""
+    extra = {
+        "download_table": table,
+        "download_items": list(table),
+        "download_cache_dir": str(cache),
+    }
+    return ansible.run_playbook(
+        DOWNLOAD_PLAY,
+        lab["prov"].state / "hosts.yml",
+        lab["prov"].state / "logs" / "download.log",
+        extra_args=["-e", json.dumps(extra)],
+    )
+
+
+def test_bundle_files_reach_the_node_with_checksums_enforced(lab, tmp_path):
+    prov, bundle = lab["prov"], lab["bundle"]
+    table = {
+        "offtool": {
+            "version": "1.0",
+            "url": FILE_URL,
+            "sha256": hashlib.sha256(TOOL).hexdigest(),
+            "unpack": "binary",
+            "dest": "/usr/local/bin/offtool",
+        }
+    }
+    gateway = lab["spec"]["network"]["gateway"]
+    served = f"http://{gateway}:{serve.FILES_PORT}/files.upstream.test/releases/v1/offtool"
+
+    (bundle / FILE_PATH).write_bytes(TOOL.replace(b"1.0", b"6.6"))  # corrupted in the bundle
+    with pytest.raises(AnsibleError) as exc:
+        run_download(lab, table, tmp_path / "cache-bad")
+    assert f"cannot download {served}: " in str(exc.value)
+    assert "checksum" in str(exc.value).lower()
+    assert [p for p in (tmp_path / "cache-bad").rglob("*") if p.is_file()] == []
+    ssh(
+        prov,
+        "node1",
+        "test ! -e /usr/local/bin/offtool && test ! -e /etc/clusterlab/downloads/offtool",
+    )
+
+    (bundle / FILE_PATH).write_bytes(TOOL)
+    assert run_download(lab, table, tmp_path / "cache")["node1"]["changed"] > 0
+    assert ssh(prov, "node1", "/usr/local/bin/offtool").stdout.strip() == "offtool 1.0"
+    log = (serve.serve_dir(lab["spec"]) / "files.log").read_text()
+    assert '"GET /files.upstream.test/releases/v1/offtool HTTP/1.1" 200' in log
+
+
+def test_down_stops_serving(lab, module_labs):
+    prov = lab["prov"]
+    assert len(serve.processes(prov.state)) == 2
+    module_labs.cli("down", "--lab", LAB)
+    assert serve.processes(prov.state) == {}
+    assert not prov.state.exists()
