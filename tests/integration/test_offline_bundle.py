@@ -89,6 +89,9 @@ def test_inventory_points_the_nodes_at_the_controller(lab):
     assert "override_path = true" in hosts.stdout
     config = ssh(lab["prov"], "node1", "cat /etc/containerd/config.toml").stdout
     assert 'config_path = "/etc/containerd/certs.d"' in config
+    # prepare again: the mirror files are part of what the role guarantees, nothing changes
+    again = stages.run_playbook_stage(lab["spec"], "prepare", "prepare.yml")
+    assert {h: r["changed"] for h, r in again.items()} == {"node1": 0}
     # the servers listen on the lab's address only
     for port in (serve.FILES_PORT, serve.REGISTRY_PORT):
         with socket.socket() as s:
