@@ -59,15 +59,15 @@ def lab(module_labs, tmp_path_factory):
     }
     (bundle / "index.json").write_text(json.dumps(index))
 
-    spec = module_labs.spec(
-        LAB, NET, nodes=1, disks=0, rook={"enabled": False}, artifacts={"bundle": str(bundle)}
-    )
+    spec = module_labs.spec(LAB, NET, nodes=1, disks=0, rook={"enabled": False})
     assert spec["kubernetes"]["version"] == releases.default_version()
     prov = module_labs.provider(spec)
-    prov.create()
-    serve.start(spec, bundle)
-    # the prepare playbook itself (run_stage also checks the bundle holds the whole lab's list)
-    stages.run_playbook_stage(spec, "prepare", "prepare.yml")
+    # what a user runs: the bundle holds all that provision + prepare need (the pause image)
+    up = module_labs.cli("up", "--lab", LAB, "--until", "prepare", "--bundle", str(bundle))
+    assert "ok prepare" in up.stderr
+    # remembered until down: later commands of this lab use the bundle too
+    assert (prov.state / "bundle").read_text().strip() == str(bundle.resolve())
+    spec["artifacts"]["bundle"] = str(bundle)
     yield {"spec": spec, "prov": prov, "bundle": bundle, "ref": ref, "tag": tag}
     prov.destroy()  # the last test did already, unless a test before it failed
 
