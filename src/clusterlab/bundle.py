@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -144,6 +145,12 @@ def _skopeo(args: list[str], timeout: float) -> subprocess.CompletedProcess:
         raise BundleError(f"skopeo {' '.join(args)}: no result after {timeout:.0f} s") from None
 
 
+def skopeo_message(text: str) -> str:
+    """The message of skopeo's last log line (`time=… level=fatal msg="…"`), else the text."""
+    found = re.findall(r'msg="((?:[^"\\]|\\.)*)"', text)
+    return found[-1].replace('\\"', '"') if found else text.strip()
+
+
 def archive_digest(path: Path) -> str:
     """The manifest digest of the image in an OCI archive."""
     res = _skopeo(["inspect", f"oci-archive:{path}"], 120)
@@ -174,7 +181,7 @@ def fetch_image(i: ImageArtifact, bundle: Path, timeout: float = 1800) -> dict[s
     res = _skopeo([*args, source, f"oci-archive:{part}"], timeout)
     if res.returncode != 0:
         part.unlink(missing_ok=True)
-        raise BundleError(f"cannot copy {i.ref}: {res.stderr.strip() or res.stdout.strip()}")
+        raise BundleError(f"cannot copy {i.ref}: {skopeo_message(res.stderr or res.stdout)}")
     digest = archive_digest(part)
     os.replace(part, dest)
     # skopeo fetched a pinned image by its digest (the registry and skopeo verify it); the

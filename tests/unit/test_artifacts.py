@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from clusterlab import artifacts, paths, releases
+from clusterlab import artifacts, bundle, paths, releases
 from clusterlab.spec import load_spec_file, normalize
 
 LABS = paths.known_labs()
@@ -280,3 +280,10 @@ def test_up_refuses_a_bundle_that_lacks_anything_before_touching_a_node(tmp_path
 def test_bundle_and_own_mirrors_are_one_or_the_other():
     with pytest.raises(Exception, match="one source"):
         local(artifacts={"bundle": "/srv/b", "mirror_url": "http://10.213.3.1/files"})
+
+
+def test_skopeo_errors_are_shown_as_their_message():
+
+    line = 'time="2026-11-26T09:35:55Z" level=fatal msg="pinging quay.io: Get \\"https://quay.io/v2/\\": no such host"'
+    assert bundle.skopeo_message(line) == 'pinging quay.io: Get "https://quay.io/v2/": no such host'
+    assert bundle.skopeo_message("plain failure\n") == "plain failure"
