@@ -17,7 +17,18 @@ from invoke import Collection, Task, task
 from invoke.exceptions import Exit
 from invoke.parser import Argument
 
-from clusterlab import access, ansible, artifacts, bundle, hostprereq, paths, scaffold, stages, ui
+from clusterlab import (
+    access,
+    ansible,
+    artifacts,
+    bundle,
+    hostprereq,
+    paths,
+    scaffold,
+    serve,
+    stages,
+    ui,
+)
 from clusterlab import inventory as inventory_mod
 from clusterlab import manifests as manifests_mod
 from clusterlab.demos import DEMOS, ORDER, missing, runner
@@ -209,9 +220,19 @@ def down(c, lab=None):
 @lab_task
 def status(c, lab=None):
     """Print a table of the lab's nodes: name, state, address, disks."""
-    _, prov = _provider(c, lab)
+    s, prov = _provider(c, lab)
     rows = [[n.name, n.state, n.address, " ".join(n.disks) or "-"] for n in prov.status()]
     print(ui.table(["NODE", "STATE", "ADDRESS", "DISKS"], rows))
+    if s["artifacts"].get("bundle"):
+        running = sorted(set(serve.processes(paths.state_dir(s["name"])).values()))
+        print(
+            f"bundle {s['artifacts']['bundle']}: "
+            + (
+                f"served ({', '.join(running)})"
+                if running
+                else "not served now (the next stage starts it)"
+            )
+        )
 
 
 @lab_task(help={"node": "Node name, as in `inv status`."})

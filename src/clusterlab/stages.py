@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterlab import ansible, artifacts, become, bundle, paths, progress, ui
+from clusterlab import ansible, artifacts, become, bundle, paths, progress, serve, ui
 from clusterlab.providers import ProviderError
 
 
@@ -222,8 +222,6 @@ def serve_bundle(spec: dict) -> None:
     """Make sure the lab's bundle is being served (the nodes' mirrors point at it)."""
     where = spec["artifacts"].get("bundle")
     if where:
-        from clusterlab import serve  # noqa: PLC0415 - only labs with a bundle start servers
-
         serve.start(spec, Path(where))
 
 

@@ -68,6 +68,8 @@ def lab(module_labs, tmp_path_factory):
     # remembered until down: later commands of this lab use the bundle too
     assert (prov.state / "bundle").read_text().strip() == str(bundle.resolve())
     spec["artifacts"]["bundle"] = str(bundle)
+    status = module_labs.cli("status", "--lab", LAB).stdout
+    assert f"bundle {bundle.resolve()}: served (files, registry)" in status
     yield {"spec": spec, "prov": prov, "bundle": bundle, "ref": ref, "tag": tag}
     prov.destroy()  # the last test did already, unless a test before it failed
 
