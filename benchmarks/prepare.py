@@ -12,8 +12,10 @@ Two configurations, each on its own fresh lab, measured in the same run:
 For each: the first prepare on fresh nodes (and, within it, the time of the package tasks:
 download + install), a re-run with nothing to do (must report changed=0; median of --runs),
 and a no-op `up --until prepare` of the prepared lab (provision check + prepare + the nodes
-verify layer; median of --runs). Then the per-task profile of the project's first run and
-re-run (where the time goes).
+verify layer; median of --runs). On the project's lab also a re-run with the fast path off
+(`-e clusterlab_prepare_fast_path=false`: the project's ansible.cfg alone). SSH calls are
+counted by an ssh_executable that counts its runs. Then the per-task profile of the
+project's first run and re-run (where the time goes).
 
     flock /tmp/clusterlab-lab.lock python benchmarks/prepare.py [--runs 3]
 """
@@ -94,7 +96,7 @@ def ssh_counter(tmp: Path) -> tuple[Path, Path]:
     return wrapper, count
 
 
-def run_prepare(inv: Path, env: dict[str, str], events: Path) -> dict:
+def run_prepare(inv: Path, env: dict[str, str], events: Path, *extra: str) -> dict:
     evenv = ansible.events_env(events)
     if env["ANSIBLE_CONFIG"] != str(paths.ANSIBLE_CFG):  # baseline: our events callback only
         evenv["ANSIBLE_CALLBACKS_ENABLED"] = progress.CALLBACK
@@ -109,6 +111,7 @@ def run_prepare(inv: Path, env: dict[str, str], events: Path) -> dict:
             "-i",
             str(inv),
             str(paths.PLAYBOOKS / "prepare.yml"),
+            *extra,
         ],
         env={**env, **evenv},
         stdin=subprocess.DEVNULL,
@@ -153,6 +156,10 @@ def measure(config: str, tmp: Path, runs: int) -> dict:
         first = run_prepare(inv, env, events)
         reruns = [run_prepare(inv, env, events) for _ in range(runs)]
         noops = [noop_up(spec, prov, env) for _ in range(runs)]
+        full = [  # the same lab and configuration, the fast path off: every task runs
+            run_prepare(inv, env, events, "-e", "clusterlab_prepare_fast_path=false")
+            for _ in range(runs if config == "project" else 0)
+        ]
         timings = json.loads((prov.state / "timings.json").read_text())
         return {
             "first": first["seconds"],
@@ -164,6 +171,9 @@ def measure(config: str, tmp: Path, runs: int) -> dict:
             "re-run tasks": reruns[-1]["tasks"],
             "re-run ssh calls": reruns[-1]["ssh calls"],
             "no-op up": statistics.median(noops),
+            "re-run, fast path off": statistics.median(r["seconds"] for r in full)
+            if full
+            else None,
             "no-op parts": {k: timings.get(k) for k in ("provision", "prepare", "verify-nodes")},
         }
     finally:
@@ -201,6 +211,9 @@ def main() -> None:
             ok = "ok" if vals[0] <= TARGETS[key] else "MISSED"
             line += f"{TARGETS[key]:>8.1f}s  {ok}"
         print(line)
+    off = res[cols[0]]["re-run, fast path off"]
+    if off:
+        print(f"{'re-run, fast path off':<26}{off:>9.1f}s   ({cols[0]} configuration, same lab)")
     for key in ("re-run changes", "first ssh calls", "re-run ssh calls"):
         print(f"{key:<26}" + "".join(f"{res[c][key]:>10}" for c in cols))
     for c in cols:
