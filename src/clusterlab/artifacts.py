@@ -51,6 +51,8 @@ ROOK_DOWNLOADS = (
     "snapshot_controller_rbac",
     "snapshot_controller_setup",
 )
+# The kubernetes verify layer's probe (tests/infra/test_kubernetes.py runs it on every node).
+PROBE_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 KUBEADM_IMAGES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
 IMAGE_CALL = re.compile(r"""image\(\s*["']([^"']+)["']\s*\)""")
 
@@ -206,7 +208,8 @@ def _images(spec: dict, variables: dict[str, Any]) -> list[ImageArtifact]:
     wanted: dict[str, list[str]] = {}
 
     def add(ref: str, stage: str) -> None:
-        stages = wanted.setdefault(normalize_ref(ref), [])
+        name, at, digest = ref.partition("@")  # a pin by digest stays beside the name
+        stages = wanted.setdefault(normalize_ref(name) + at + digest, [])
         if stage not in stages:
             stages.append(stage)
 
@@ -214,6 +217,7 @@ def _images(spec: dict, variables: dict[str, Any]) -> list[ImageArtifact]:
     for name in KUBEADM_IMAGES:
         add(f"registry.k8s.io/{name}:v{version}", "kubernetes")
     add(f"registry.k8s.io/etcd:{release['etcd']}", "kubernetes")
+    add(PROBE_IMAGE, "kubernetes")
     add(f"registry.k8s.io/coredns/coredns:{release['coredns']}", "kubernetes")
     for ref in _table_images(f"{spec['kubernetes']['cni']}_manifest", variables):
         add(ref, "kubernetes")

@@ -13,6 +13,7 @@ Downloads go to `<name>.part` first; an interrupted file download resumes from i
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -186,7 +187,13 @@ def fetch_image(i: ImageArtifact, bundle: Path, timeout: float = 1800) -> dict[s
     os.replace(part, dest)
     # skopeo fetched a pinned image by its digest (the registry and skopeo verify it); the
     # archive may hold it re-encoded as OCI, so its own digest is recorded beside the pin
-    return {"path": image_path(i), "digest": digest, "pinned": i.digest, "sha256": sha256_of(dest)}
+    return {
+        "path": image_path(i),
+        "digest": digest,
+        "pinned": i.digest,
+        "sha256": sha256_of(dest),
+        "size": dest.stat().st_size,
+    }
 
 
 def fetch(
@@ -198,6 +205,18 @@ def fetch(
     index records all that did arrive (a re-run then fetches only what is still missing)."""
     bundle = Path(bundle)
     bundle.mkdir(parents=True, exist_ok=True)
+    if arts.images and not shutil.which("skopeo"):
+        raise BundleError("fetching images needs skopeo on this machine: apt-get install skopeo")
+    with open(bundle / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another fetch into {bundle} to finish …")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(arts, bundle, say)
+
+
+def _fetch_locked(arts: Artifacts, bundle: Path, say: Callable[[str], None]) -> dict[str, int]:
     index = read_index(bundle)
     counts = {"fetched": 0, "present": 0, "failed": 0}
     problems: list[str] = []
@@ -211,7 +230,11 @@ def fetch(
             continue
         counts["fetched" if got else "present"] += 1
         say(f"[{n}/{total}] {'fetched' if got else 'present'} {f.url}")
-        index["files"][f.url] = {"sha256": f.sha256, "path": file_path(f)}
+        index["files"][f.url] = {
+            "sha256": f.sha256,
+            "path": file_path(f),
+            "size": (bundle / file_path(f)).stat().st_size,
+        }
         write_index(bundle, index)
     for n, i in enumerate(arts.images, len(arts.files) + 1):
         if image_present(i, bundle, index):
@@ -235,11 +258,19 @@ def fetch(
     return counts
 
 
+def _on_disk(bundle: Path, entry: dict[str, Any] | None) -> bool:
+    """The entry's file exists with the size the index recorded (when it recorded one)."""
+    if not entry:
+        return False
+    path = bundle / entry["path"]
+    return path.is_file() and entry.get("size", path.stat().st_size) == path.stat().st_size
+
+
 def missing(arts: Artifacts, bundle: Path) -> list[str]:
     """What the bundle lacks of `arts` (by its index and the files on disk), one line each.
 
     Cheap enough for every `up`: presence and size; the bytes are checked where they are used
-    (the download role's sha256, the registry's digests)."""
+    (the download role's sha256, skopeo and the registry's digests)."""
     bundle = Path(bundle)
     if not (bundle / INDEX).is_file():
         return [f"{bundle} is not a bundle (no {INDEX}); make one with `inv artifacts fetch`"]
@@ -247,11 +278,10 @@ def missing(arts: Artifacts, bundle: Path) -> list[str]:
     out = []
     for f in arts.files:
         entry = index["files"].get(f.url)
-        if not entry or entry.get("sha256") != f.sha256 or not (bundle / entry["path"]).is_file():
+        if not _on_disk(bundle, entry) or entry.get("sha256") != f.sha256:
             out.append(f"file {f.url} (sha256 {f.sha256})")
     for i in arts.images:
         entry = index["images"].get(i.ref)
-        ok = entry and (bundle / entry["path"]).is_file()
-        if not ok or entry.get("pinned") != i.digest:
+        if not _on_disk(bundle, entry) or entry.get("pinned") != i.digest:
             out.append(f"image {i.ref}")
     return out

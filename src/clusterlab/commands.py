@@ -465,6 +465,9 @@ def demo(c, name=None, lab=None, *, list_=False, step=False, cleanup=False):
             f"demo {name} needs the Rook stage's storage classes; the rook stage has not run "
             f"on lab {s['name']} (inv up --lab {s['name']})"
         )
+    if not cleanup:  # offline labs: the demo's images are in the bundle, and it is served
+        stages.check_bundle(s, {f"demo:{name}"})
+        stages.serve_bundle(s)
     pause = runner.pause_for(step)
     if step and pause is None:
         ui.info("--step: no terminal to press Enter on; running the steps without pausing")

@@ -34,8 +34,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from clusterlab import artifacts, paths, procs, ui
 from clusterlab import bundle as bundle_mod
-from clusterlab import paths, procs, ui
 from clusterlab.bundle import INDEX, BundleError
 
 FILES_PORT = 8090
@@ -90,6 +90,12 @@ def split_ref(ref: str) -> tuple[str, str, str]:
     return host, repo, tag
 
 
+def lab_image_hosts(s: dict) -> set[str]:
+    """The upstream registries of the images the lab needs (whether or not the bundle holds
+    them yet: adding them to the bundle later needs no new mirror configuration)."""
+    return {i.host for i in artifacts.lab_artifacts(s).images}
+
+
 def image_hosts(index: dict) -> list[str]:
     """The upstream registries of the bundle's images, sorted."""
     return sorted({split_ref(ref)[0] for ref in index["images"]})
@@ -131,7 +137,8 @@ def mirror_vars(s: dict) -> dict:
     return {
         "artifacts_mirror_url": f"http://{addr}:{FILES_PORT}",
         "artifacts_registry_mirrors": {
-            host: f"http://{addr}:{REGISTRY_PORT}/v2/{host}" for host in image_hosts(index)
+            host: f"http://{addr}:{REGISTRY_PORT}/v2/{host}"
+            for host in sorted({*image_hosts(index), *lab_image_hosts(s)})
         },
     }
 
@@ -163,18 +170,6 @@ def processes(state: Path) -> dict[int, str]:
             kind = _kind_of(procs.cmdline(int(entry)), sdir)
             if kind:
                 found[int(entry)] = kind
-    return found
-
-
-def all_serving_processes() -> dict[int, str]:
-    """pid -> command line of every clusterlab serving process on this machine (any lab)."""
-    found = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        argv = procs.cmdline(int(entry))
-        if any(a.endswith("/serve/registry.yml") for a in argv) or (
-            "http.server" in argv and any(a.endswith("/serve/files") for a in argv)
-        ):
-            found[int(entry)] = " ".join(argv).strip()
     return found
 
 
@@ -316,8 +311,9 @@ def _serving(s: dict) -> dict | None:
     return record if all(p and procs.alive(p) for p in pids) else None
 
 
-def start(s: dict, bundle: Path) -> None:
-    """Serve the bundle to the lab (idempotent): both servers running, every image loaded."""
+def start(s: dict, bundle: Path, only: set[str] | None = None) -> None:
+    """Serve the bundle to the lab (idempotent): both servers running, the images loaded
+    (those named in `only`, else every image of the bundle)."""
     bundle = Path(bundle).expanduser().resolve()
     index = read_index(bundle)
     missing = [t for t in ("docker-registry", "skopeo") if not shutil.which(t)]
@@ -368,7 +364,7 @@ def start(s: dict, bundle: Path) -> None:
             f"    serving {bundle}: files http://{addr}:{FILES_PORT}, "
             f"images {addr}:{REGISTRY_PORT} (logs: {sdir}/*.log)"
         )
-    load_images(s, bundle, index)
+    load_images(s, bundle, index, only)
 
 
 def _present(addr: str, host: str, repo: str, tag: str) -> str | None:
@@ -385,7 +381,7 @@ def _present(addr: str, host: str, repo: str, tag: str) -> str | None:
         return None
 
 
-def load_images(s: dict, bundle: Path, index: dict) -> None:
+def load_images(s: dict, bundle: Path, index: dict, only: set[str] | None = None) -> None:
     """Copy every image of the bundle into the lab's registry that it does not hold yet.
 
     An image counts as loaded when the registry has its tag and it came from the same archive
@@ -398,7 +394,7 @@ def load_images(s: dict, bundle: Path, index: dict) -> None:
         loaded = json.loads(record_file.read_text())
     except (OSError, ValueError):
         loaded = {}
-    refs = sorted(index["images"])
+    refs = sorted(r for r in index["images"] if only is None or r in only)
     todo = []
     for ref in refs:
         archive = bundle / index["images"][ref]["path"]

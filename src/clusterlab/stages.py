@@ -8,6 +8,7 @@ completed (so `verify` knows which layers apply, and `reset` clears the markers 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -168,7 +169,7 @@ def _bundle_record(spec: dict) -> Path:
 
 def use_bundle(spec: dict, where: str | Path) -> None:
     """`up --bundle DIR`: serve this bundle to the lab; remembered until `down` once
-    `check_bundle` accepted it (so `inv prepare` and the others keep using it)."""
+    `check_bundle` accepted it (so `inv prepare`, `rebuild`, `demo` … keep using it)."""
     path = Path(where).expanduser().resolve()
     clash = [k for k in ("mirror_url", "image_registry") if spec["artifacts"][k]]
     if clash:
@@ -176,43 +177,60 @@ def use_bundle(spec: dict, where: str | Path) -> None:
             f"--bundle and artifacts.{clash[0]} in the lab spec: one source, the bundle or "
             "your own mirrors"
         )
+    own = spec["artifacts"].get("bundle")
+    if own and Path(own) != path:
+        ui.info(f"    --bundle {path} replaces the lab spec's artifacts.bundle {own}")
     spec["artifacts"]["bundle"] = str(path)
-    _FROM_COMMAND_LINE.add(spec["name"])
+    _REMEMBER.add(spec["name"])
 
 
-_FROM_COMMAND_LINE: set[str] = set()
+_REMEMBER: set[str] = set()  # labs whose bundle came from the command line, not the spec
 
 
 def remembered_bundle(spec: dict) -> dict:
-    """The spec with the bundle an earlier `up --bundle` chose (its own artifacts.bundle wins)."""
+    """The spec with the bundle an earlier `up --bundle` chose (its own artifacts.bundle wins);
+    kept across `rebuild`, whose destroy removes the record with the rest of the state."""
     record = _bundle_record(spec)
     if not spec["artifacts"].get("bundle") and record.is_file():
         spec["artifacts"]["bundle"] = record.read_text().strip()
+        _REMEMBER.add(spec["name"])
     return spec
 
 
-def bundle_needs(spec: dict, todo: list[Stage]) -> artifacts.Artifacts:
-    """What a bundle must hold to run `todo`: the stages' artifacts, and once the lab runs up
-    to its last stage, the images of the demos it carries."""
+def bundle_needs(spec: dict, todo: list[Stage]) -> set[str]:
+    """The stages (and demos) whose artifacts a bundle must hold to run `todo`: once the lab
+    runs up to its last stage, the demos it carries too."""
     names = {st.name for st in todo}
     if todo and todo[-1] is PIPELINE[-1]:
         names |= {f"demo:{d}" for d in spec["demos"]}
-    return artifacts.lab_artifacts(spec).for_stages(names)
+    return names
 
 
-def check_bundle(spec: dict, todo: list[Stage]) -> None:
-    """Refuse a bundle that lacks anything `todo` needs, naming each missing artifact."""
+SERVE_TOOLS = ("docker-registry", "skopeo")
+
+
+def check_bundle(spec: dict, needs: list[Stage] | set[str]) -> None:
+    """Refuse a bundle that lacks anything the stages `needs` (or named stages/demos) use,
+    naming each missing artifact, and a controller that cannot serve it — before any node
+    is touched."""
     where = spec["artifacts"].get("bundle")
     if not where:
         return
-    lacking = bundle.missing(bundle_needs(spec, todo), Path(where))
+    names = needs if isinstance(needs, set) else bundle_needs(spec, needs)
+    tools = [t for t in SERVE_TOOLS if not shutil.which(t)]
+    if tools:
+        raise bundle.BundleError(
+            f"serving bundle {where} needs {', '.join(tools)} on this machine; run as root: "
+            f"apt-get install -y {' '.join(SERVE_TOOLS)}"
+        )
+    lacking = bundle.missing(artifacts.lab_artifacts(spec).for_stages(names), Path(where))
     if lacking:
         raise bundle.BundleError(
             f"bundle {where} lacks {len(lacking)} artifact(s) lab {spec['name']} needs "
             f"(add them with `inv artifacts fetch --lab {spec['name']} --out {where}` on a "
             "connected machine):\n  " + "\n  ".join(lacking)
         )
-    if spec["name"] in _FROM_COMMAND_LINE:
+    if spec["name"] in _REMEMBER:
         record = _bundle_record(spec)
         record.parent.mkdir(parents=True, exist_ok=True)
         record.write_text(f"{where}\n")
@@ -221,8 +239,8 @@ def check_bundle(spec: dict, todo: list[Stage]) -> None:
 def serve_bundle(spec: dict) -> None:
     """Make sure the lab's bundle is being served (the nodes' mirrors point at it)."""
     where = spec["artifacts"].get("bundle")
-    if where:
-        serve.start(spec, Path(where))
+    if where:  # the registry gets the images this lab needs (a bundle may serve several)
+        serve.start(spec, Path(where), {i.ref for i in artifacts.lab_artifacts(spec).images})
 
 
 def run_stage(spec: dict, name: str) -> dict:

@@ -17,8 +17,11 @@ import pytest
 import yaml
 from labkube import kubectl, read_inventory
 
+from clusterlab import artifacts
+
 PROBE_NS = "clusterlab-verify"
-PROBE_IMAGE = "e2e-test-images/agnhost:2.53"  # netexec serves HTTP; connect opens a TCP connection
+# agnhost: netexec serves HTTP; connect opens a TCP connection. Offline bundles list it too.
+PROBE_IMAGE = artifacts.PROBE_IMAGE.split("/", 1)[1]  # without its registry
 PROBE_PORT = 8080
 CONTROL_PLANE_PODS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 

@@ -117,7 +117,11 @@ def test_files_verified_resumed_and_idempotent(upstream, tmp_path):
     assert not part.exists()
     assert bundle.sha256_of(dest) == big.sha256
     index = json.loads((out / "index.json").read_text())
-    assert index["files"][big.url] == {"sha256": big.sha256, "path": bundle.file_path(big)}
+    assert index["files"][big.url] == {
+        "sha256": big.sha256,
+        "path": bundle.file_path(big),
+        "size": 3 << 20,
+    }
     assert bundle.missing(arts, out) == []
 
     # a re-run downloads nothing
@@ -190,8 +194,9 @@ def test_images_as_oci_archives(tmp_path):
         assert bundle.fetch(arts, out) == {"fetched": 0, "present": 2, "failed": 0}
         assert archive.stat().st_mtime_ns == before
 
-        # a truncated archive is not present: copied again
+        # a truncated archive is not present: missing names it, and it is copied again
         archive.write_bytes(archive.read_bytes()[:100])
+        assert bundle.missing(arts, out) == [f"image {img.ref}"]
         assert bundle.fetch(arts, out)["fetched"] == 1
         assert bundle.archive_digest(archive) == digest
 

@@ -82,8 +82,10 @@ def test_inventory_points_the_nodes_at_the_controller(lab):
     gateway = lab["spec"]["network"]["gateway"]
     inv_vars = inventory_vars(lab)
     assert inv_vars["artifacts_mirror_url"] == f"http://{gateway}:{serve.FILES_PORT}"
+    # every registry the lab's images come from (calico's quay.io too), bundled yet or not
     assert inv_vars["artifacts_registry_mirrors"] == {
-        "registry.k8s.io": f"http://{gateway}:{serve.REGISTRY_PORT}/v2/registry.k8s.io"
+        host: f"http://{gateway}:{serve.REGISTRY_PORT}/v2/{host}"
+        for host in ("quay.io", "registry.k8s.io")
     }
     hosts = ssh(lab["prov"], "node1", "cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml")
     assert 'server = "https://registry.k8s.io"' in hosts.stdout
