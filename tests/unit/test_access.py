@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 import yaml
+from clusterlab_cli import run_cli
 
 from clusterlab import access, paths, releases
 from clusterlab.spec import load_spec_file
@@ -16,19 +16,11 @@ pytestmark = pytest.mark.unit
 
 
 def cli(*args: str, tmp_path, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(
-        os.environ,
-        CLUSTERLAB_STATE=str(tmp_path / "state"),
-        CLUSTERLAB_CACHE=str(tmp_path / "cache"),  # downloads land here, not in the user's cache
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "clusterlab", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
+    env = {
+        "CLUSTERLAB_STATE": str(tmp_path / "state"),
+        "CLUSTERLAB_CACHE": str(tmp_path / "cache"),  # downloads land here, not the user's cache
+    }
+    return run_cli(*args, env_extra=env, cwd=cwd)
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import yaml
+from clusterlab_cli import run_cli
 
 from clusterlab import artifacts, bundle, paths, releases
 from clusterlab.spec import load_spec_file, normalize
@@ -181,14 +182,9 @@ def test_cni_images_match_the_cached_manifest(cni):
 
 
 def test_cli_lists_and_refuses_unknown_actions(tmp_path):
-    env = dict(os.environ, CLUSTERLAB_STATE=str(tmp_path))
-    run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "clusterlab", "artifacts", *a],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    def run(*a):
+        return run_cli("artifacts", *a, env_extra={"CLUSTERLAB_STATE": str(tmp_path)})
+
     listed = run("list", "--lab", "meetup-host")
     assert listed.returncode == 0, listed.stderr
     assert "docker.io/library/redis:7.4.2  [demo:redis-ha]" in listed.stdout

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from clusterlab_cli import run_cli
 
 from clusterlab import paths
 from clusterlab.spec import SpecError, load_spec_text, normalize, parse_size
@@ -450,19 +448,6 @@ def test_good_static_spec():
     spec = normalize({**with_(provider="static", os="rocky9"), "nodes": [STATIC_NODE]})
     assert spec["nodes"][0]["disks"][0]["device"] == "/dev/sdb"
     assert spec["nodes"][0]["user"] == "admin"
-
-
-def run_cli(*args, env_extra=None, cwd=None):
-
-    env = dict(os.environ, **(env_extra or {}))
-    return subprocess.run(
-        [sys.executable, "-m", "clusterlab", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        check=False,
-    )
 
 
 @pytest.mark.parametrize("lab", LABS)
