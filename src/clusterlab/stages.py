@@ -190,10 +190,14 @@ _REMEMBER: set[str] = set()  # labs whose bundle came from the command line, not
 def remembered_bundle(spec: dict) -> dict:
     """The spec with the bundle an earlier `up --bundle` chose (its own artifacts.bundle wins);
     kept across `rebuild`, whose destroy removes the record with the rest of the state."""
-    record = _bundle_record(spec)
-    if not spec["artifacts"].get("bundle") and record.is_file():
-        spec["artifacts"]["bundle"] = record.read_text().strip()
-        _REMEMBER.add(spec["name"])
+    if spec["artifacts"].get("bundle"):
+        return spec
+    try:
+        remembered = _bundle_record(spec).read_text().strip()
+    except OSError:  # none recorded (or a state dir this user may not read: its task says so)
+        return spec
+    spec["artifacts"]["bundle"] = remembered
+    _REMEMBER.add(spec["name"])
     return spec
 
 
