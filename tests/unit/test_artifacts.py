@@ -283,3 +283,33 @@ def test_skopeo_errors_are_shown_as_their_message():
     line = 'time="2026-11-26T09:35:55Z" level=fatal msg="pinging quay.io: Get \\"https://quay.io/v2/\\": no such host"'
     assert bundle.skopeo_message(line) == 'pinging quay.io: Get "https://quay.io/v2/": no such host'
     assert bundle.skopeo_message("plain failure\n") == "plain failure"
+
+
+ROOK_REFERENCE = paths.ROOT.parent / "shared" / "reference" / "rook-v1.20.6"
+
+
+def test_rook_images_are_the_pinned_manifests_images():
+    """Rook's image list is what its pinned operator.yaml and csi-operator.yaml run: the
+    operator, the CSI operator and the CSI image set (csi-addons only where deployed)."""
+    if not (ROOK_REFERENCE / "operator.yaml").exists():
+        pytest.skip(f"{ROOK_REFERENCE} is not on this machine")
+    found = set()
+    addons = deploy_addons = None
+    for name in ("operator.yaml", "csi-operator.yaml"):
+        for doc in yaml.safe_load_all((ROOK_REFERENCE / name).read_text()):
+            if not doc:
+                continue
+            if doc["kind"] == "Deployment":
+                found |= {c["image"] for c in doc["spec"]["template"]["spec"]["containers"]}
+            elif doc["kind"] == "ConfigMap" and doc["metadata"]["name"].endswith(
+                "image-set-configmap"
+            ):
+                images = dict(doc["data"])
+                addons = images.pop("addons")
+                found |= set(images.values())
+            elif doc["kind"] == "OperatorConfig":
+                deploy_addons = doc["spec"]["driverSpecDefaults"].get("deployCsiAddons", False)
+    assert addons  # listed in the image set …
+    assert deploy_addons is False  # … but not deployed: the lab pulls no csi-addons sidecar
+    table = yaml.safe_load(artifacts.DOWNLOAD_TABLE.read_text())["download_table"]
+    assert {artifacts.normalize_ref(r) for r in found} == set(table["rook_operator"]["images"])
