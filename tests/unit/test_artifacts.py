@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -241,18 +239,11 @@ def test_up_refuses_a_bundle_that_lacks_anything_before_touching_a_node(tmp_path
     (b / "index.json").write_text(
         json.dumps({"format": 1, "files": {}, "images": {pause.ref: entry}})
     )
-    env = dict(
-        os.environ,
-        CLUSTERLAB_INVENTORIES=str(tmp_path / "inventories"),
-        CLUSTERLAB_STATE=str(tmp_path / "state"),
-    )
-    res = subprocess.run(
-        [sys.executable, "-m", "clusterlab", "up", "--lab", "offl", "--bundle", str(b)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    env = {
+        "CLUSTERLAB_INVENTORIES": str(tmp_path / "inventories"),
+        "CLUSTERLAB_STATE": str(tmp_path / "state"),
+    }
+    res = run_cli("up", "--lab", "offl", "--bundle", str(b), env_extra=env)
     assert res.returncode == 1, res.stderr
     lacking = needs.for_stages({"prepare", "kubernetes", "rook"})
     assert f"lacks {len(lacking.files) + len(lacking.images) - 1} artifact(s)" in res.stderr
@@ -263,13 +254,8 @@ def test_up_refuses_a_bundle_that_lacks_anything_before_touching_a_node(tmp_path
     assert not (tmp_path / "state" / "offl").exists()  # nothing made, nothing remembered
 
     # the refused bundle is not remembered for later commands
-    res = subprocess.run(
-        [sys.executable, "-m", "clusterlab", "spec", "--lab", "offl"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
+    res = run_cli("spec", "--lab", "offl", env_extra=env)
+    assert res.returncode == 0, res.stderr
     assert "bundle: null" in res.stdout
 
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import configparser
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
+from clusterlab_cli import run_cli
 
 from clusterlab import paths, releases, stages
 from clusterlab.providers import ProviderError
@@ -72,14 +70,7 @@ def test_every_built_stage_has_a_verify_layer_module():
 
 
 def test_cli_up_until_unknown_stage_exits_1_and_creates_nothing(tmp_path):
-    env = dict(os.environ, CLUSTERLAB_STATE=str(tmp_path / "state"))
-    res = subprocess.run(
-        [sys.executable, "-m", "clusterlab", "up", "--until", "ceph"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    res = run_cli("up", "--until", "ceph", env_extra={"CLUSTERLAB_STATE": str(tmp_path / "state")})
     assert res.returncode == 1
     assert "unknown stage 'ceph' (stages: provision, prepare, kubernetes, rook)" in res.stderr
     assert not (tmp_path / "state").exists()
