@@ -38,6 +38,31 @@ def shipped_files() -> set[str]:
     return out
 
 
+def package_files() -> set[str]:
+    """Every file of the package in the working tree (src/clusterlab/), as the wheel names it."""
+    package = Path(clusterlab.__file__).parent
+    return {
+        str(f.relative_to(package.parent))
+        for f in package.rglob("*")
+        if f.is_file()
+        and "_data" not in f.relative_to(package).parts
+        and not any(fnmatch(part, pat) for part in f.parts for pat in NOT_SHIPPED)
+    }
+
+
+def test_the_wheel_is_the_tree(installed):
+    """The package as the wheel carries it equals src/clusterlab/: every module, every demo
+    template, the scripts (the demo templates were once left out: demos ran empty)."""
+    with zipfile.ZipFile(installed.wheel) as whl:
+        names = {n for n in whl.namelist() if n.startswith("clusterlab/")}
+    in_wheel = {n for n in names if not n.startswith("clusterlab/_data/")}
+    tree = package_files()
+    assert sorted(tree - in_wheel) == [], "files of the package the wheel lacks"
+    assert sorted(in_wheel - tree) == [], "files in the wheel that the tree does not have"
+    templates = {n for n in tree if n.startswith("clusterlab/demos/templates/")}
+    assert len(templates) >= 20
+
+
 def test_the_wheel_carries_every_shipped_file(installed):
     prefix = "clusterlab/_data/"
     with zipfile.ZipFile(installed.wheel) as whl:
@@ -102,3 +127,20 @@ def test_the_installed_copy_works_from_an_empty_directory(installed, tmp_path):
         assert "developer tasks of a clusterlab checkout" in res.stderr
         assert "Traceback" not in res.stderr
     assert sorted(p.name for p in cwd.iterdir()) == ["inventories"], "no state was needed"
+
+
+def test_the_installed_copy_renders_every_demo_of_a_demo_lab(installed, tmp_path):
+    """`manifests` of a lab that carries the demos fills every demo folder from the templates
+    the wheel carries (an installed copy once wrote empty demos/*/ folders and exited 0)."""
+    lab = "meetup-host"
+    out = tmp_path / "out"
+    made = installed.run("manifests", "--lab", lab, "--out", str(out), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    spec = yaml.safe_load(installed.run("spec", "--lab", lab, cwd=tmp_path).stdout)
+    assert spec["demos"], f"{lab} carries demos"
+    templates = Path(clusterlab.__file__).parent / "demos" / "templates"
+    for demo in spec["demos"]:
+        written = sorted(p.name for p in (out / "demos" / demo).iterdir())
+        expected = sorted(t.name.removesuffix(".j2") for t in (templates / demo).glob("*.j2"))
+        assert written, f"demos/{demo}/ is empty"
+        assert written == expected, demo
