@@ -11,6 +11,7 @@ import sys
 import pytest
 import yaml
 from ansible.galaxy.dependency_resolution.versioning import meets_requirements
+from clusterlab_cli import run_cli
 
 from clusterlab import ansible, commands, paths
 from clusterlab.spec import FIELDS, reference_markdown
@@ -148,3 +149,73 @@ def test_ansible_cfg_is_used_by_absolute_path():
     )
     assert "pipelining(" in conn.stdout
     assert "ControlPersist" in conn.stdout
+
+
+# invoke's core options: not offered by `clusterlab`, refused when given (exit 2), wherever
+# they stand on the line. The lab named does not exist, so nothing could be touched anyway.
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--dry", "down", "--lab", "no-such-lab"],
+        ["down", "--lab", "no-such-lab", "--dry"],
+        ["--echo", "status", "--lab", "no-such-lab"],
+        ["--hide=both", "status", "--lab", "no-such-lab"],
+        ["--pty", "status", "--lab", "no-such-lab"],
+        ["--warn-only", "status", "--lab", "no-such-lab"],
+        ["--config", "x.yml", "status", "--lab", "no-such-lab"],
+    ],
+    ids=lambda a: next(x for x in a if x.startswith("--") and x != "--lab"),
+)
+def test_invokes_own_options_are_refused_with_exit_2(argv):
+    res = run_cli(*argv)
+    flag = next(x for x in argv if x.startswith("--") and x != "--lab").split("=")[0]
+    assert res.returncode == 2, res.stderr
+    assert f"{flag} is an option of invoke that clusterlab does not offer" in res.stderr
+    assert "no lab named" not in res.stderr, "refused before any task ran"
+
+
+def test_help_offers_the_tools_options_only():
+    res = run_cli("--help")
+    assert res.returncode == 0
+    options = res.stdout.split("Options:", 1)[1].split("Subcommands:", 1)[0]
+    for flag in ("--dry", "--echo", "--hide", "--pty", "--warn-only", "--collection"):
+        assert flag not in options
+    for flag in ("--help", "--version", "--list"):
+        assert flag in options
+    assert "-l," not in options, "-l is --lab inside the tasks, not a global --list"
+    assert "Exit codes: 0 done; 1 a stage or command failed; 2 a usage error" in res.stdout
+
+
+def test_a_mistyped_task_or_flag_gets_a_suggestion_and_exit_2():
+    task = run_cli("stauts")
+    assert task.returncode == 2
+    assert "unknown task 'stauts'; did you mean 'status'?" in task.stderr
+    flag = run_cli("status", "--lba", "x")
+    assert flag.returncode == 2
+    assert "unknown option '--lba' for task 'status'; did you mean '--lab'?" in flag.stderr
+    helped = run_cli("--help", "manifest")
+    assert helped.returncode == 2
+    assert "did you mean 'manifests'?" in helped.stderr
+
+
+def test_positional_arguments_show_as_positional():
+    res = run_cli("--help", "demo")
+    assert res.returncode == 0
+    assert res.stdout.startswith("Usage: clusterlab demo [OPTIONS] NAME\n")
+    assert "--name" not in res.stdout
+    assert "NAME " in res.stdout.split("Arguments:", 1)[1]
+    art = run_cli("artifacts")
+    assert art.returncode == 2
+    assert "artifacts: missing ACTION" in art.stderr
+
+
+def test_demo_without_a_name_says_what_to_give():
+    res = run_cli("demo")
+    assert res.returncode == 2, res.stderr
+    assert "demo: missing NAME\n  NAME: Demo to run" in res.stderr
+    assert "demo --list names them" in res.stderr
+    assert "usage: clusterlab demo [OPTIONS] NAME (clusterlab --help demo)" in res.stderr
+    assert "did not receive required positional arguments" not in res.stderr
+    listed = run_cli("demo", "--list")
+    assert listed.returncode == 0
+    assert "storage-types" in listed.stdout
