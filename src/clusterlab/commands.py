@@ -24,6 +24,7 @@ from clusterlab import (
     bundle,
     hostprereq,
     paths,
+    progname,
     scaffold,
     serve,
     stages,
@@ -108,14 +109,22 @@ def lab_task(*args: Any, **kwargs: Any) -> Callable:
     return deco
 
 
-@lab_task(help={"provider": "Provider to check for (default: the lab's provider)."})
-def setup(c, lab=None, provider=None):
-    """Check host prerequisites; install missing ones with apt (root on Debian) or print how."""
+@lab_task(
+    help={
+        "provider": "Provider to check for (default: the lab's provider).",
+        "yes": "Install what is missing without asking (root on Debian/Ubuntu).",
+    }
+)
+def setup(c, lab=None, provider=None, yes=False):
+    """Check host prerequisites; install missing ones with apt (root on Debian/Ubuntu: asks on
+    a terminal unless --yes) or print the command that installs them."""
     prov = provider or load(c, lab)["provider"]
-    missing = hostprereq.ensure(prov)
+    missing = hostprereq.ensure(prov, ask=not yes)
     if missing:
-        msg = f"missing host packages for the {prov} provider; run as root:\n  {hostprereq.apt_command(missing)}"
-        raise ProviderError(msg)
+        how = hostprereq.apt_command(missing)
+        if hostprereq.can_install() and not yes:
+            how = f"{progname.cmd('setup --yes' + (f' --provider {provider}' if provider else ''))}, or:\n  {how}"
+        raise ProviderError(f"missing host packages for the {prov} provider; run as root:\n  {how}")
     ui.info(f"host prerequisites for the {prov} provider: present")
 
 
@@ -545,11 +554,15 @@ def lint(c):
     }
 )
 def test(c, pytest_args="", no_lint=False, junit=None):
-    """Check host prerequisites, run the lint gates, then pytest (unit + integration)."""
+    """Install the suite's host packages (root on Debian/Ubuntu: hostprereq.TEST_PACKAGES),
+    run the lint gates, then pytest (unit + integration)."""
     developer_checkout()
-    missing = hostprereq.ensure("local")
+    missing = hostprereq.ensure_test_packages()
     if missing:
-        ui.info("integration tests will be skipped; missing: " + " ".join(missing))
+        ui.info(
+            "tests that need them will be skipped; missing host packages: "
+            f"{' '.join(missing)}; as root: {hostprereq.apt_command(missing)}"
+        )
     failed = [] if no_lint else run_gates(lint_commands())
     cmd = [sys.executable, "-m", "pytest", *pytest_args.split()]
     if junit:

@@ -1,13 +1,19 @@
-"""Host prerequisites per provider: check, and install with apt where we may."""
+"""Host prerequisites per provider and for the test suite: check, install with apt where we may.
+
+apt installs exactly the listed packages (--no-install-recommends), says which in one line
+first, and writes its own output to a log (.clusterlab/logs/apt.log), not the terminal.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
-from clusterlab import ui
+from clusterlab import paths, ui
 
 # command -> Debian package that ships it
 LOCAL_TOOLS = {
@@ -57,8 +63,41 @@ def missing_packages(provider: str) -> list[str]:
     return pkgs
 
 
+# What the project's own test suite needs beyond the local provider: `inv test` installs it
+# (as root on Debian/Ubuntu), so no test is skipped for a package the README's commands could
+# have installed. Debian package -> what needs it.
+TEST_PACKAGES = {
+    "redis-server": "tests/integration/test_redis_ha_logic.py (the redis-ha demo's commands)",
+    "redis-sentinel": "tests/integration/test_redis_ha_logic.py (Sentinel failover)",
+    "redis-tools": "tests/integration/test_redis_ha_logic.py (redis-cli, redis-check-rdb)",
+    "docker-registry": "offline bundles: the registry that serves a bundle's images",
+    "skopeo": "offline bundles: artifacts fetch, loading images into the registry",
+    "umoci": "tests/integration/ociimage.py (a test image built here)",
+    "busybox-static": "tests/integration/ociimage.py (the test image's one binary)",
+    "vagrant": "the vagrant provider: vagrant validate, the smoke test",
+    "vagrant-libvirt": "the vagrant provider's libvirt plugin",
+    "ruby": "tests/fixtures/vagrant-describe.rb (the Vagrantfile read by Vagrant's Ruby)",
+    "libvirt-daemon-system": "the vagrant smoke test (libvirt)",
+    "libvirt-clients": "the vagrant smoke test (virsh)",
+    "qemu-system-x86": "the vagrant smoke test (qemu, software emulation)",
+    "qemu-utils": "the vagrant smoke test (qemu-img)",
+    "dnsmasq-base": "the vagrant smoke test (libvirt's network)",
+    "iptables": "the vagrant smoke test (libvirt's network)",
+    "ebtables": "the vagrant smoke test (libvirt's network)",
+    "extlinux": "tests/integration/vagrant_box.py (the locally built box's boot loader)",
+    "syslinux-common": "tests/integration/vagrant_box.py (the box's boot loader modules)",
+    "fdisk": "tests/integration/vagrant_box.py (the box's partition table)",
+}
+
+
 def apt_command(pkgs: list[str]) -> str:
-    return "apt-get update && apt-get install -y " + " ".join(pkgs)
+    return "apt-get update && apt-get install -y --no-install-recommends " + " ".join(pkgs)
+
+
+def apt_argv(pkgs: list[str]) -> list[str]:
+    """apt-get install of exactly these packages: no recommended ones (a vagrant lab once
+    pulled in 445 packages, exim4 and mdadm among them), no questions."""
+    return ["apt-get", "install", "-y", "-q", "--no-install-recommends", *pkgs]
 
 
 def is_debian_like() -> bool:
@@ -69,15 +108,76 @@ def is_debian_like() -> bool:
     return "ID=debian" in text or "ID_LIKE=debian" in text or "ID=ubuntu" in text
 
 
-def ensure(provider: str, install: bool = True) -> list[str]:
-    """Return packages still missing after trying to install them (empty: all present)."""
+def can_install() -> bool:
+    return os.geteuid() == 0 and is_debian_like() and bool(shutil.which("apt-get"))
+
+
+def uninstalled(pkgs: list[str]) -> list[str]:
+    """Which of these Debian packages dpkg does not have installed."""
+    res = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n", *pkgs],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    installed = {line.split()[0] for line in res.stdout.splitlines() if line.endswith(" installed")}
+    return [p for p in pkgs if p not in installed]
+
+
+def apt_log() -> Path:
+    return paths.state_root() / "logs" / "apt.log"
+
+
+def confirm(pkgs: list[str], why: str) -> bool:
+    """Ask on a terminal before installing; False without one (the caller says what to run)."""
+    if not sys.stdin.isatty():
+        return False
+    answer = input(f"Install {len(pkgs)} package(s) with apt for {why}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def install(pkgs: list[str], why: str, log: Path | None = None) -> None:
+    """apt-get update + install of exactly `pkgs`: the list in one line first, apt's output
+    into the log, one progress line per step on stderr."""
+    log = log or apt_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    ui.info(f"installing with apt for {why}: {' '.join(pkgs)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    with log.open("a") as out:
+        for step, argv in (
+            ("apt-get update", ["apt-get", "update", "-q"]),
+            ("apt-get install", apt_argv(pkgs)),
+        ):
+            out.write(f"$ {' '.join(argv)}\n")
+            out.flush()
+            ui.info(f"==> {step} (output: {log})")
+            start = time.monotonic()
+            rc = subprocess.call(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+            took = time.monotonic() - start
+            if rc == 0:
+                ui.info(f"ok {step} ({took:.1f} s)")
+            else:
+                ui.info(f"FAILED {step} ({took:.1f} s): exit {rc}, see {log}")
+
+
+def ensure(provider: str, install_missing: bool = True, ask: bool = False) -> list[str]:
+    """Return packages still missing after trying to install them (empty: all present).
+
+    `up` installs its provider's short list unattended; `setup` asks first (`ask`)."""
     pkgs = missing_packages(provider)
-    if not pkgs:
-        return []
-    if install and os.geteuid() == 0 and is_debian_like() and shutil.which("apt-get"):
-        ui.info(f"installing host packages for the {provider} provider: {' '.join(pkgs)}")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", *pkgs], check=False, env=env)
-        pkgs = missing_packages(provider)
+    if not pkgs or not install_missing or not can_install():
+        return pkgs
+    if ask and not confirm(pkgs, f"the {provider} provider"):
+        return pkgs
+    install(pkgs, f"the {provider} provider")
+    return missing_packages(provider)
+
+
+def ensure_test_packages() -> list[str]:
+    """The test suite's packages (TEST_PACKAGES and the local provider's), installed
+    unattended where we may; returns what is still missing."""
+    pkgs = sorted(set(uninstalled(list(TEST_PACKAGES))) | set(missing_packages("local")))
+    if pkgs and can_install():
+        install(pkgs, "the test suite")
+        pkgs = sorted(set(uninstalled(list(TEST_PACKAGES))) | set(missing_packages("local")))
     return pkgs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import yaml
 from ansible.galaxy.dependency_resolution.versioning import meets_requirements
 from clusterlab_cli import run_cli
 
-from clusterlab import ansible, commands, paths
+from clusterlab import ansible, commands, hostprereq, paths
 from clusterlab.spec import FIELDS, reference_markdown
 
 
@@ -219,3 +220,57 @@ def test_demo_without_a_name_says_what_to_give():
     listed = run_cli("demo", "--list")
     assert listed.returncode == 0
     assert "storage-types" in listed.stdout
+
+
+def test_apt_argv_installs_exactly_the_list():
+    argv = hostprereq.apt_argv(["a", "b"])
+    assert argv[:2] == ["apt-get", "install"]
+    assert "--no-install-recommends" in argv
+    assert argv[-2:] == ["a", "b"]
+    assert "--no-install-recommends" in hostprereq.apt_command(["a"])
+
+
+@pytest.mark.skipif(not hostprereq.can_install(), reason="needs root on Debian/Ubuntu (apt)")
+def test_apt_says_what_it_installs_in_one_line_and_logs_its_output(tmp_path):
+    """A real apt-get run, of a package that does not exist (nothing is installed): the list
+    in one line, progress lines on stderr, nothing on stdout, apt's own output in the log."""
+    log = tmp_path / "apt.log"
+    code = (
+        "import sys; from pathlib import Path; from clusterlab import hostprereq; "
+        "hostprereq.install(['clusterlab-no-such-package'], 'a test', Path(sys.argv[1]))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(log)], capture_output=True, text=True, check=True
+    )
+    assert res.stdout == ""
+    lines = res.stderr.splitlines()
+    assert lines[0] == "installing with apt for a test: clusterlab-no-such-package"
+    assert all(re.match(r"^(==> apt-get|ok apt-get|FAILED apt-get)", x) for x in lines[1:]), lines
+    assert lines[-1].startswith("FAILED apt-get install")
+    text = log.read_text()
+    assert "$ apt-get install -y -q --no-install-recommends clusterlab-no-such-package" in text
+    assert "Unable to locate package clusterlab-no-such-package" in text
+
+
+def test_ci_installs_nothing_but_python3_venv_and_runs_the_readme_commands():
+    ci = (paths.ROOT / ".ci" / "run").read_text()
+    installs = re.findall(r"apt-get install [^&\n]*", ci)
+    assert installs == ["apt-get install -y python3-venv "]
+    assert "inv test" in ci
+    readme = (paths.ROOT / "README.md").read_text()
+    assert "apt-get update && apt-get install -y python3-venv && python3 -m venv .venv" in readme
+
+
+def test_the_test_packages_are_debian_packages():
+    """Each package of the suite's list is known to apt here (a typo would only show as an
+    apt failure on a fresh machine)."""
+    if not shutil.which("apt-cache"):
+        pytest.skip("no apt-cache on this machine")
+    res = subprocess.run(
+        ["apt-cache", "policy", *hostprereq.TEST_PACKAGES],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    known = set(re.findall(r"^(\S+):$", res.stdout, re.MULTILINE))
+    assert sorted(set(hostprereq.TEST_PACKAGES) - known) == []
