@@ -27,6 +27,7 @@ from clusterlab import (
     progname,
     scaffold,
     serve,
+    specdoc,
     stages,
     ui,
 )
@@ -139,12 +140,23 @@ def init(c, name, from_="default"):
     """Write a commented inventories/NAME/lab.yml to start from (never overwrites one)."""
     path = scaffold.create(name, from_)
     print(path)
-    ui.info(f"edit it, then: clusterlab spec --lab {name}; clusterlab up --lab {name}")
+    ui.info(
+        f"edit it (every field: {progname.cmd('spec --reference')}), then: "
+        f"{progname.cmd(f'spec --lab {name}')}; {progname.cmd(f'up --lab {name}')}"
+    )
 
 
-@lab_task(help={"file": "Validate this spec file instead of inventories/LAB/lab.yml."})
-def spec(c, lab=None, file=None):
+@lab_task(
+    help={
+        "file": "Validate this spec file instead of inventories/LAB/lab.yml.",
+        "reference": "Print the reference of every spec field (docs/spec.md) instead.",
+    }
+)
+def spec(c, lab=None, file=None, reference=False):
     """Validate a lab spec; print it normalized as YAML (exit 0) or every problem (exit 2)."""
+    if reference:
+        print(specdoc.document(), end="")
+        return
     print(yaml.safe_dump(load(c, lab, file), sort_keys=False), end="")
 
 

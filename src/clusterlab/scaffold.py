@@ -65,18 +65,16 @@ def lab_text(name: str, example: str) -> str:
     body = source.read_text().removeprefix("---\n")
     raw = yaml.safe_load(body)
     body = re.sub(r"(?m)^name:.*$", f"name: {name}", body, count=1)
-    old = ipaddress.ip_network(load_spec_file(source)["network"]["cidr"])
-    new = free_network(old)
-    if "network" in raw:
-        body = body.replace(f"cidr: {old}", f"cidr: {new}  # unused by your other labs", 1)
-    else:
-        body += f"network:\n  cidr: {new}  # unused by your other labs\n"
+    body, note = _network(
+        body, raw, ipaddress.ip_network(load_spec_file(source)["network"]["cidr"])
+    )
     header = [
         "---",
         f"# Lab {name}, made by `clusterlab init` from the lab {example!r}. Edit it, then:",
         f"#   clusterlab spec --lab {name}    validates it and prints it with every default",
         f"#   clusterlab up --lab {name}      builds it; clusterlab down --lab {name} removes it",
-        "# Every field is explained in README.md, section 'Lab spec reference'.",
+        "# Every field is explained by `clusterlab spec --reference`.",
+        *note,
     ]
     tail = []
     for section in OPTIONAL_SECTIONS:
@@ -85,6 +83,22 @@ def lab_text(name: str, example: str) -> str:
     text = "\n".join(header) + "\n" + body + ("\n".join(tail) + "\n" if tail else "")
     load_spec_text(text, source=f"inventories/{name}/lab.yml")  # raises SpecError: nothing written
     return text
+
+
+def _network(body: str, raw: dict, old: ipaddress.IPv4Network) -> tuple[str, list[str]]:
+    """A network no other lab uses, except on static labs: there network.cidr and the
+    addresses are the machines' own, which only the user knows (header lines say so)."""
+    if raw.get("provider") == "static":
+        return body, [
+            "# Static lab: network.cidr, each node's address, user, key_file and disk devices",
+            "# are your machines' own: replace the example's values before `clusterlab up`.",
+        ]
+    new = free_network(old)
+    if "network" in raw:
+        body = body.replace(f"cidr: {old}", f"cidr: {new}  # unused by your other labs", 1)
+    else:
+        body += f"network:\n  cidr: {new}  # unused by your other labs\n"
+    return body, []
 
 
 def create(name: str, example: str) -> Path:

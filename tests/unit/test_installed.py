@@ -144,3 +144,25 @@ def test_the_installed_copy_renders_every_demo_of_a_demo_lab(installed, tmp_path
         expected = sorted(t.name.removesuffix(".j2") for t in (templates / demo).glob("*.j2"))
         assert written, f"demos/{demo}/ is empty"
         assert written == expected, demo
+
+
+def test_the_installed_copy_starts_a_lab_from_every_example(installed, tmp_path):
+    """`init --from` works from every example lab (a static example keeps its machines'
+    network and says what to edit), and the spec reference the new lab.yml points to is
+    printed by the installed copy (a pip install has no README or docs/)."""
+    examples = sorted(p.name for p in (paths.INVENTORIES).iterdir() if (p / "lab.yml").is_file())
+    assert "static-sample" in examples
+    for example in examples:
+        made = installed.run("init", f"my-{example}", "--from", example, cwd=tmp_path)
+        assert made.returncode == 0, (example, made.stderr)
+        text = (tmp_path / "inventories" / f"my-{example}" / "lab.yml").read_text()
+        assert "README" not in text
+        assert "# Every field is explained by `clusterlab spec --reference`." in text
+        checked = installed.run("spec", "--lab", f"my-{example}", cwd=tmp_path)
+        assert checked.returncode == 0, (example, checked.stderr)
+    static = (tmp_path / "inventories" / "my-static-sample" / "lab.yml").read_text()
+    assert "are your machines' own: replace the example's values" in static
+    reference = installed.run("spec", "--reference", cwd=tmp_path)
+    assert reference.returncode == 0
+    assert reference.stdout.startswith("# Lab spec reference\n")
+    assert "| `network.cidr` |" in reference.stdout

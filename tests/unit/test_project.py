@@ -1,4 +1,4 @@
-"""Project wiring: tasks, console script, collections, README spec reference."""
+"""Project wiring: tasks, the clusterlab program, host packages, collections, the spec reference."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import yaml
 from ansible.galaxy.dependency_resolution.versioning import meets_requirements
 from clusterlab_cli import run_cli
 
-from clusterlab import ansible, commands, hostprereq, paths
+from clusterlab import ansible, commands, hostprereq, paths, specdoc
 from clusterlab.spec import FIELDS, reference_markdown
 
 
@@ -115,16 +115,17 @@ def test_installed_collections_satisfy_requirements():
         )
 
 
-def readme_reference_fields() -> set[str]:
-    text = (paths.ROOT / "README.md").read_text()
-    section = text.split("## Lab spec reference", 1)[1].split("\n## ", 1)[0]
-    return set(re.findall(r"^\| `([^`]+)` \|", section, re.MULTILINE))
-
-
-def test_readme_spec_reference_matches_the_model():
-    assert readme_reference_fields() == set(FIELDS)
-    # the whole table, types, defaults and meanings included, is what the model generates
-    assert reference_markdown() in (paths.ROOT / "README.md").read_text()
+def test_docs_spec_is_the_generated_reference():
+    """docs/spec.md is made from spec.FIELDS (every field, type, default, meaning); the
+    command prints the same page, so an installed copy (no docs/) has it too."""
+    text = (paths.ROOT / "docs" / "spec.md").read_text()
+    assert text == specdoc.document(), "regenerate: clusterlab spec --reference > docs/spec.md"
+    fields = set(re.findall(r"^\| `([^`]+)` \|", text, re.MULTILINE))
+    assert fields == set(FIELDS)
+    assert reference_markdown() in text
+    res = run_cli("spec", "--reference")
+    assert res.returncode == 0
+    assert res.stdout == text
 
 
 def test_ansible_cfg_is_used_by_absolute_path():
