@@ -42,7 +42,7 @@ def default_version() -> str:
 
 
 def releases_markdown() -> str:
-    """The pinned releases table for README.md (a test keeps the two equal)."""
+    """The pinned releases table for docs/stages.md (a test keeps the two equal)."""
     rows = ["| Kubernetes | pause (sandbox) | crictl | spec default |", "|---|---|---|---|"]
     default = default_version()
     for version, entry in kube_releases().items():

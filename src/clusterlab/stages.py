@@ -348,7 +348,7 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
 
 
 def pipeline_markdown() -> str:
-    """The pipeline table for README.md (a test keeps the two equal)."""
+    """The pipeline table for docs/stages.md (a test keeps the two equal)."""
     rows = ["| stage | what | playbook | verify layer |", "|---|---|---|---|"]
     for s in PIPELINE:
         playbook = f"`playbooks/{s.playbook}`" if s.playbook else "(provider, in Python)"

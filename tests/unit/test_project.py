@@ -275,3 +275,44 @@ def test_the_test_packages_are_debian_packages():
     )
     known = set(re.findall(r"^(\S+):$", res.stdout, re.MULTILINE))
     assert sorted(set(hostprereq.TEST_PACKAGES) - known) == []
+
+
+# Pages of docs/ that other work writes; the README links them before they land.
+DOCS_WRITTEN_ELSEWHERE = {"docs/lifecycle.md", "docs/upstream-notes.md"}
+
+
+def test_readme_is_a_quick_start_with_an_index_of_docs():
+    text = (paths.ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    links = set(re.findall(r"\]\((docs/[^)#]+)\)", text))
+    for link in links - DOCS_WRITTEN_ELSEWHERE:
+        assert (paths.ROOT / link).is_file(), link
+    pages = {f"docs/{p.name}" for p in (paths.ROOT / "docs").glob("*.md")}
+    assert sorted(pages - links - DOCS_WRITTEN_ELSEWHERE) == [], "docs/ pages the README omits"
+    quick = text.split("## Quick start with pip", 1)[1].split("\n## ", 1)[0]
+    for step in ("clusterlab init", "clusterlab spec", "clusterlab up", "clusterlab down"):
+        assert step in quick
+    assert "inv down" in text.split("## Quick start from a checkout", 1)[1].split("\n## ", 1)[0]
+    assert "inv demo " in text
+
+
+USER_DOCS = (
+    "README.md",
+    "docs/commands.md",
+    "docs/spec.md",
+    "docs/providers.md",
+    "docs/stages.md",
+    "docs/demos.md",
+    "docs/offline.md",
+    "docs/reset.md",
+    "docs/security.md",
+)
+
+
+@pytest.mark.parametrize("page", USER_DOCS)
+def test_user_docs_hold_no_development_notes(page):
+    """How the tool was built and tested, and what "this machine" has, is for
+    docs/development.md; user pages describe the tool."""
+    text = (paths.ROOT / page).read_text()
+    for note in ("this machine", "Proven here", "proven here", "What was proven", "Measured on"):
+        assert note not in text, f"{page}: {note!r}"

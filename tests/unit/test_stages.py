@@ -96,8 +96,8 @@ def test_marks_and_layers_done(tmp_path, monkeypatch):
     assert stages.layers_done(spec) == ["nodes"]
 
 
-def test_readme_pipeline_table_is_the_pipeline():
-    assert stages.pipeline_markdown() in (paths.ROOT / "README.md").read_text()
+def test_docs_pipeline_table_is_the_pipeline():
+    assert stages.pipeline_markdown() in (paths.ROOT / "docs" / "stages.md").read_text()
 
 
 def test_defaults_role_falls_back_to_the_spec_default_release():
@@ -107,8 +107,8 @@ def test_defaults_role_falls_back_to_the_spec_default_release():
     assert fallbacks == {releases.default_version()}
 
 
-def test_readme_lists_the_pinned_releases():
-    assert releases.releases_markdown() in (paths.ROOT / "README.md").read_text()
+def test_docs_list_the_pinned_releases():
+    assert releases.releases_markdown() in (paths.ROOT / "docs" / "stages.md").read_text()
 
 
 def test_every_pinned_release_has_three_sha256_and_its_minor_once():
