@@ -71,6 +71,25 @@ class ClusterlabProgram(Program):
         if merge:
             self.config.merge()
 
+    def parse_tasks(self) -> None:
+        """invoke's, except that a task whose positional parameter defaults to None (demo's
+        NAME) gets it as "" when the line has none, so the task says what to give."""
+        try:
+            super().parse_tasks()
+        except ParseError as exc:
+            missing = MISSING_POSITIONAL.match(str(exc))
+            task = missing["task"] if missing else None
+            if not task or not self._positional_optional(task) or task not in self.core.unparsed:
+                raise
+            argv = list(self.core.unparsed)
+            argv.insert(argv.index(task) + 1, "")
+            self.core.unparsed = argv
+            super().parse_tasks()
+
+    def _positional_optional(self, task: str) -> bool:
+        params = inspect.signature(self.collection[task].body).parameters
+        return all(params[name].default is None for name in self.collection[task].positional)
+
     def parse_cleanup(self) -> None:
         halp = self.args.help.value
         if halp is True:

@@ -35,6 +35,7 @@ from clusterlab import inventory as inventory_mod
 from clusterlab import manifests as manifests_mod
 from clusterlab.demos import DEMOS, ORDER, missing, runner
 from clusterlab.demos.base import DemoError
+from clusterlab.progname import UsageError
 from clusterlab.providers import ProviderError, get_provider
 from clusterlab.spec import SpecError, load_spec_file
 
@@ -85,6 +86,9 @@ def handles_errors(fn: Callable) -> Callable:
         except SpecError as exc:
             for line in exc.problems:
                 print(line, file=sys.stderr)
+            raise Exit(code=2) from None
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr)
             raise Exit(code=2) from None
         except (
             ProviderError,
@@ -469,7 +473,9 @@ def demo(c, name=None, lab=None, *, list_=False, step=False, cleanup=False):
             ui.info(f"not built yet: {', '.join(missing())}")
         return
     if not name:
-        raise ProviderError("which demo? inv demo NAME (inv demo --list names them)")
+        raise UsageError(
+            f"which demo? {progname.cmd('demo NAME')} ({progname.cmd('demo --list')} names them)"
+        )
     if name not in ORDER:
         raise ProviderError(f"no demo {name!r} (demos: {', '.join(ORDER)})")
     if name not in DEMOS:

@@ -211,16 +211,19 @@ def test_positional_arguments_show_as_positional():
     assert "artifacts: missing ACTION" in art.stderr
 
 
-def test_demo_without_a_name_says_what_to_give():
+def test_demo_without_a_name_says_which_demo_and_how_to_list_them():
+    """invoke requires positional arguments; demo's NAME is handled by the task itself."""
     res = run_cli("demo")
     assert res.returncode == 2, res.stderr
-    assert "demo: missing NAME\n  NAME: Demo to run" in res.stderr
-    assert "demo --list names them" in res.stderr
-    assert "usage: clusterlab demo [OPTIONS] NAME (clusterlab --help demo)" in res.stderr
+    assert "which demo? clusterlab demo NAME (clusterlab demo --list names them)" in res.stderr
     assert "did not receive required positional arguments" not in res.stderr
     listed = run_cli("demo", "--list")
     assert listed.returncode == 0
     assert "storage-types" in listed.stdout
+    ssh = run_cli("ssh")  # a required positional: said by the program, with its help
+    assert ssh.returncode == 2
+    assert "ssh: missing NODE\n  NODE: Node name" in ssh.stderr
+    assert "usage: clusterlab ssh [OPTIONS] NODE (clusterlab --help ssh)" in ssh.stderr
 
 
 def test_apt_argv_installs_exactly_the_list():
