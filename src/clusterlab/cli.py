@@ -1,6 +1,7 @@
 """`clusterlab`: the tasks of `inv`, as a program of its own (invoke's Program, narrowed).
 
-Its options are the tool's: `--help [TASK]`, `--version`, `--list` and each task's flags.
+Its options are the tool's: `--help [TASK]`, `--version`, `--list`, `--lab` and each task's
+flags.
 invoke's core options that do nothing for a clusterlab user (--dry, --echo, --hide, --pty,
 --warn-only, --config, --collection, …) are not offered, and given anyway they are refused
 with exit 2, never accepted and ignored. Exit codes: 0 done, 1 a stage or command failed,
@@ -18,7 +19,7 @@ from invoke import Program
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
 from invoke.parser import Argument, ParserContext
 
-from clusterlab import __version__
+from clusterlab import __version__, paths
 from clusterlab.commands import namespace
 
 USAGE = 2  # argparse's and click's exit code for a usage error
@@ -56,6 +57,11 @@ class ClusterlabProgram(Program):
     def core_args(self) -> list[Argument]:
         return [
             Argument(names=("help", "h"), optional=True, help="Show help: of TASK if given."),
+            Argument(
+                names=("lab",),
+                help="Lab of every task that takes one, as its --lab "
+                "(default: $CLUSTERLAB_LAB, else 'default').",
+            ),
             Argument(names=("list",), kind=bool, default=False, help="List the tasks."),
             Argument(names=("version", "V"), kind=bool, default=False, help="Show the version."),
         ]
@@ -68,8 +74,24 @@ class ClusterlabProgram(Program):
             raise Exit
 
     def update_config(self, merge: bool = True) -> None:
+        if self.args.lab.value:  # read by commands.lab_name where a task has no --lab
+            self.config.load_overrides({"clusterlab": {"lab": self.args.lab.value}}, merge=False)
         if merge:
             self.config.merge()
+
+    def check_labs(self) -> None:
+        """A lab named on the line that no inventory root holds: refused with the closest
+        name, before any task runs (a task would refuse it too, without the suggestion)."""
+        named = [self.args.lab.value] + [
+            ctx.args.lab.value for ctx in self.tasks if "lab" in ctx.args and ctx.args.lab.value
+        ]
+        known = paths.known_labs()
+        for lab in filter(None, named):
+            if lab not in known:
+                raise ParseError(
+                    f"no lab named {lab!r}{suggest(lab, known)} (labs: {', '.join(known)}); "
+                    f"`{self.binary} init {lab}` makes one"
+                )
 
     def parse_tasks(self) -> None:
         """invoke's, except that a task whose positional parameter defaults to None (demo's
@@ -108,7 +130,9 @@ class ClusterlabProgram(Program):
             raise Exit
 
     def print_help(self) -> None:
-        print(f"Usage: {self.binary} [--help [TASK]] [--version] TASK [OPTIONS] [ARGS]")
+        print(
+            f"Usage: {self.binary} [--lab LAB] TASK [OPTIONS] [ARGS]  |  --help [TASK]  |  --version"
+        )
         print("")
         print("Options:")
         print("")
@@ -178,6 +202,7 @@ class ClusterlabProgram(Program):
             self.parse_collection()
             self.parse_tasks()
             self.parse_cleanup()
+            self.check_labs()
             self.update_config()
             self.execute()
         except ParseError as exc:

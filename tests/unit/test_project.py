@@ -319,3 +319,21 @@ def test_user_docs_hold_no_development_notes(page):
     text = (paths.ROOT / page).read_text()
     for note in ("this machine", "Proven here", "proven here", "What was proven", "Measured on"):
         assert note not in text, f"{page}: {note!r}"
+
+
+def test_a_mistyped_lab_gets_the_closest_name_and_exit_2(tmp_path):
+    env = {"CLUSTERLAB_STATE": str(tmp_path / "state")}
+    for argv in (["status", "--lab", "defualt"], ["--lab", "defualt", "status"]):
+        res = run_cli(*argv, env_extra=env)
+        assert res.returncode == 2, res.stderr
+        assert "no lab named 'defualt'; did you mean 'default'?" in res.stderr
+        assert "`clusterlab init defualt` makes one" in res.stderr
+    assert not (tmp_path / "state").exists()
+
+
+def test_lab_given_before_the_task_is_the_tasks_lab():
+    res = run_cli("--lab", "meetup-pvc", "spec")
+    assert res.returncode == 0, res.stderr
+    assert yaml.safe_load(res.stdout)["name"] == "meetup-pvc"
+    own = run_cli("--lab", "meetup-pvc", "spec", "--lab", "meetup-host")
+    assert yaml.safe_load(own.stdout)["name"] == "meetup-host", "the task's own --lab wins"
