@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clusterlab import paths
+from clusterlab import paths, sshconf
 from clusterlab import progress as progress_mod
 
 RECAP_RE = re.compile(
@@ -25,11 +25,13 @@ class AnsibleError(Exception):
 
 
 def env() -> dict[str, str]:
-    """Environment for every Ansible call: our ansible.cfg by absolute path."""
+    """Environment for every Ansible call: our ansible.cfg by absolute path; SSH control
+    sockets and local temp in the running user's private runtime directory (sshconf)."""
     e = dict(os.environ)
     e["ANSIBLE_CONFIG"] = str(paths.ANSIBLE_CFG)
     e.setdefault("ANSIBLE_FORCE_COLOR", "0")
-    e["ANSIBLE_LOCAL_TEMP"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / "clusterlab-ansible")
+    e["ANSIBLE_LOCAL_TEMP"] = sshconf.ansible_local_temp()
+    e["ANSIBLE_SSH_CONTROL_PATH_DIR"] = sshconf.ansible_control_path_dir()
     return e
 
 

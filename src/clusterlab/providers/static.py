@@ -176,6 +176,7 @@ class StaticProvider(Provider):
     def _ssh(
         self, node: str, command: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess:
+        sshconf.runtime_dir()  # the ssh_config's ControlPath directory (gone after a reboot)
         return subprocess.run(
             ["ssh", "-F", str(self.state / "ssh_config"), "-o", "BatchMode=yes", node, command],
             input=stdin,
