@@ -190,7 +190,7 @@ def known_hosts_line(names: list[str], pubkey: str) -> str:
     """'name,[addr]:port type base64', each part checked (a newline or a second key would
     add a line: another host's key, or `@cert-authority *`)."""
     fields = pubkey.split()
-    if len(fields) < 2:
+    if len(fields) < 2 or re.search(r"[\x00-\x1f\x7f\u2028\u2029\x85]", pubkey):
         raise SshConfigError(f"host key {pubkey!r} is not 'type base64'")
     key_type = _word("host key type", fields[0], _KEY_TYPE)
     blob = _word("host key", fields[1], _KEY_BLOB)
@@ -199,6 +199,19 @@ def known_hosts_line(names: list[str], pubkey: str) -> str:
     for n in names:
         _word("known_hosts name", n, _HOST_WORD)
     return f"{','.join(names)} {key_type} {blob}"
+
+
+def read_known_hosts(state: Path) -> dict[str, list[str]]:
+    """The lab's known_hosts: name or address -> ['type base64', ...]."""
+    path = state / "known_hosts"
+    known: dict[str, list[str]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 3:
+                for name in fields[0].split(","):
+                    known.setdefault(name, []).append(f"{fields[1]} {fields[2]}")
+    return known
 
 
 def write_known_hosts(state: Path, entries: dict[str, tuple[list[str], str]]) -> Path:

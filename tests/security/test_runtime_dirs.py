@@ -49,7 +49,8 @@ def test_fresh_runtime_dir_is_made_private(runtime_env):
     got = sshconf.runtime_dir()
     assert got == runtime_env
     st = os.lstat(got)
-    assert stat.S_IMODE(st.st_mode) == 0o700 and st.st_uid == os.geteuid()
+    assert stat.S_IMODE(st.st_mode) == 0o700
+    assert st.st_uid == os.geteuid()
     assert stat.S_IMODE(os.lstat(got / "ansible-cp").st_mode) == 0o700
     env = ansible.env()
     assert env["ANSIBLE_SSH_CONTROL_PATH_DIR"] == str(got / "ansible-cp")
