@@ -399,7 +399,8 @@ _STARTED: list[subprocess.Popen] = []
 
 def _launch(sdir: Path, kind: str, argv: list[str]) -> int:
     log = sdir / f"{kind}.log"
-    with log.open("ab") as out:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

@@ -7,6 +7,7 @@ symbolic link is refused with its name, and nothing is written into it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -16,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from clusterlab import ansible, sshconf
+from clusterlab import ansible, paths, sshconf
 
 NOBODY = 65534
 
@@ -162,3 +164,61 @@ def test_command_line_refuses_before_running_ansible(tmp_path):
     assert f"refusing the runtime directory {bad}" in res.stderr
     assert not out.exists() or not any(out.rglob("*.yaml"))
     assert list(bad.iterdir()) == []
+
+
+# ------------------------------------------------------------------ secrets on the controller
+PLAY = """\
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: say something
+      ansible.builtin.debug:
+        msg: hello
+"""
+
+
+def test_stage_log_and_events_are_private(tmp_path, runtime_env):
+    play = tmp_path / "play.yml"
+    play.write_text(PLAY)
+    log = tmp_path / "logs" / "stage.log"
+    log.parent.mkdir()
+    log.write_text("an older run\n")
+    log.chmod(0o644)  # as earlier versions left it
+    ansible.run_playbook(play, Path("localhost,"), log, extra_args=["-c", "local"])
+    assert stat.S_IMODE(os.lstat(log).st_mode) == 0o600
+    assert log.read_text().startswith("an older run\n")
+    events = tmp_path / "logs" / "stage.events.jsonl"
+    res = subprocess.run(
+        [ansible.bin_path("ansible-playbook"), "-i", "localhost,", "-c", "local", str(play)],
+        env={**ansible.env(), **ansible.events_env(events)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert stat.S_IMODE(os.lstat(events).st_mode) == 0o600
+    assert '"event"' in events.read_text()
+
+
+def _tasks(path: Path) -> list[dict]:
+    out = []
+    todo = list(yaml.safe_load(path.read_text()) or [])
+    while todo:
+        task = todo.pop()
+        out.append(task)
+        for key in ("block", "rescue", "always"):
+            todo += task.get(key, [])
+    return out
+
+
+def test_bootstrap_token_tasks_are_not_logged():
+    """A task whose output is a join token (kubeadm token generate/create) has no_log."""
+    found = []
+    for path in (paths.ROOT / "roles" / "kubernetes").rglob("tasks/*.yml"):
+        for task in _tasks(path):
+            command = task.get("ansible.builtin.command") or task.get("ansible.builtin.shell")
+            text = json.dumps(command) if command else ""
+            if "kubeadm token" in text or "certificate-key" in text or "upload-certs" in text:
+                found.append(task["name"])
+                assert task.get("no_log") is True, f"{path}: {task['name']!r} logs its secret"
+    assert len(found) >= 2, found

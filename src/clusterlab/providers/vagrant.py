@@ -14,7 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from clusterlab import inventory, paths, serve, sshconf, ui
+from clusterlab import ansible, inventory, paths, serve, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.oses import OSES
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
@@ -131,8 +131,7 @@ class VagrantProvider(Provider):
             stdin=subprocess.DEVNULL,
         )
         if log:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a") as fh:
+            with ansible.private_file(log) as fh:
                 fh.write(f"$ vagrant {' '.join(args)}\n{proc.stdout}{proc.stderr}\n")
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
