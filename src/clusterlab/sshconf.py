@@ -96,8 +96,8 @@ def default_runtime_dir() -> Path:
                 return Path(xdg) / "clusterlab"
         except OSError:
             pass
-    home = Path.home() / ".ansible"
-    ensure_private_dir(home)
+    home = Path.home() / ".ansible"  # may be 0755 (Ansible makes it so): only its child is ours
+    home.mkdir(mode=0o700, exist_ok=True)
     return home / "clusterlab-run"
 
 

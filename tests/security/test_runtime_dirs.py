@@ -222,3 +222,38 @@ def test_bootstrap_token_tasks_are_not_logged():
                 found.append(task["name"])
                 assert task.get("no_log") is True, f"{path}: {task['name']!r} logs its secret"
     assert len(found) >= 2, found
+
+
+def test_non_root_user_gets_a_private_dir_under_home(tmp_path):
+    """As another user (nobody, HOME in a directory of its own, no XDG_RUNTIME_DIR): the
+    runtime dir is ~/.ansible/clusterlab-run, 0700, even where ~/.ansible is 0755."""
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    home = tmp_path / "home"
+    (home / ".ansible").mkdir(parents=True)
+    (home / ".ansible").chmod(0o755)
+    tmp_path.chmod(0o755)  # nobody must reach its home
+    os.chown(home, NOBODY, NOBODY)
+    os.chown(home / ".ansible", NOBODY, NOBODY)
+    code = "from clusterlab import sshconf; print(sshconf.runtime_dir())"
+    env = {k: v for k, v in os.environ.items() if k not in (sshconf.RUNTIME_ENV, "XDG_RUNTIME_DIR")}
+    res = subprocess.run(
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "HOME": str(home), "PYTHONPATH": str(paths.ROOT / "src")},
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    got = Path(res.stdout.strip())
+    assert got == home / ".ansible" / "clusterlab-run"
+    st = os.lstat(got)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (NOBODY, 0o700)
