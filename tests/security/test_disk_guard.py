@@ -216,3 +216,15 @@ def test_bluestore_label_is_zapped(loopdev):
     rc, out = tool("zap", dev)
     assert (rc, out["ok"]) == (0, True), out
     assert tool("check", dev)[1]["clean"]
+
+
+def test_zfs_member_is_refused(loopdev):
+    """ZFS labels: uberblocks (magic 0x00bab10c) in the first label's ring at 128 KiB, as
+    libblkid recognises a pool member (written here, no ZFS needed)."""
+    dev = loopdev()
+    with open(dev, "r+b") as fh:
+        for i in range(8):
+            fh.seek(128 * 1024 + i * 1024)
+            fh.write((0x00BAB10C).to_bytes(8, "little") + (5000).to_bytes(8, "little"))
+    assert "zfs_member" in tool("check", dev)[1]["signatures"]
+    assert_refused(dev, "zfs_member signature", "Ceph did not make")
