@@ -254,17 +254,28 @@ def _registry_config(sdir: Path, addr: str, port: int, *, readonly: bool) -> str
 
 # ------------------------------------------------------------------ privileges
 def _readable_by_others(path: Path) -> bool:
-    """Whether `nobody` can read the directory `path`: every directory on the way there
-    searchable by others, and `path` itself readable and searchable by others."""
+    """Whether `nobody` can read everything under the directory `path`: every directory on
+    the way there searchable by others, and inside it every directory readable and
+    searchable, every file readable by others."""
     real = Path(os.path.realpath(path))
-    for d in [*reversed(real.parents), real]:
-        try:
-            mode = os.stat(d).st_mode
-        except OSError:
-            return False
-        if not mode & stat.S_IXOTH:
-            return False
-    return bool(os.stat(real).st_mode & stat.S_IROTH)
+    try:
+        for d in real.parents:
+            if not os.stat(d).st_mode & stat.S_IXOTH:
+                return False
+        for top, _, files in os.walk(real, onerror=_raise):
+            if os.stat(top).st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+                return False
+            for name in files:  # symlinks: served only where their targets are, checked there
+                st = os.lstat(os.path.join(top, name))
+                if not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_IROTH:
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def run_as(path: Path) -> tuple[list[str], str]:

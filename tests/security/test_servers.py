@@ -210,3 +210,24 @@ def test_registry_refuses_a_push_and_still_serves_pulls(served, tmp_path):
     )
     assert pull.returncode == 0, pull.stderr
     assert (tmp_path / "pulled" / "index.json").is_file()
+
+
+def test_a_file_nobody_cannot_read_keeps_the_owner():
+    """run_as: nobody only when nobody can read every file (else downloads would 404)."""
+    top = Path(tempfile.mkdtemp(prefix="clsec-ro-"))
+    try:
+        top.chmod(0o755)
+        (top / "d").mkdir(mode=0o755)
+        (top / "d" / "f").write_text("x")
+        (top / "d" / "f").chmod(0o644)
+        (top / "dangling").symlink_to(top / "nothing")
+        assert serve._readable_by_others(top)
+        (top / "d" / "f").chmod(0o600)
+        assert not serve._readable_by_others(top)
+        if os.geteuid() == 0:
+            prefix, who = serve.run_as(top)
+            assert prefix == []
+            assert who.startswith("root (")
+            assert str(top) in who
+    finally:
+        shutil.rmtree(top)
