@@ -9,6 +9,7 @@ ssh_config and inventory. `destroy` removes the lab's state and nothing else.
 
 from __future__ import annotations
 
+import json
 import shlex
 import shutil
 import socket
@@ -206,8 +207,13 @@ class StaticProvider(Provider):
                 res = self._ssh(n["name"], guard, stdin=feed)
                 if res.returncode != 0:
                     out.append(f"{n['name']}: cannot inspect {d['device']}: {res.stderr.strip()}")
-                elif '"ok": false' in res.stdout:
-                    reason = res.stdout.split('"reason": "', 1)[1].rsplit('"', 1)[0]
+                    continue
+                try:
+                    verdict = json.loads(res.stdout.strip().splitlines()[-1])
+                except (ValueError, IndexError):
+                    verdict = {"ok": False, "reason": f"unreadable answer {res.stdout.strip()!r}"}
+                if verdict.get("ok") is not True:
+                    reason = verdict.get("reason", "refused")
                     out.append(f"{n['name']}: data disk {d['device']} refused: {reason}")
             return out
 
