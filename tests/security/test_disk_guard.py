@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import uuid
@@ -228,3 +229,31 @@ def test_zfs_member_is_refused(loopdev):
             fh.write((0x00BAB10C).to_bytes(8, "little") + (5000).to_bytes(8, "little"))
     assert "zfs_member" in tool("check", dev)[1]["signatures"]
     assert_refused(dev, "zfs_member signature", "Ceph did not make")
+
+
+def md_superblock() -> bytes:
+    """An md 1.2 superblock (RAID1 member, 2 devices) as mdadm writes it at 4 KiB, its
+    checksum computed the kernel's way (drivers/md/md.c calc_sb_1_csum)."""
+    sb = bytearray(256 + 2 * 2)
+    struct.pack_into("<IIII", sb, 0, 0xA92B4EFC, 1, 0, 0)  # magic, major version 1
+    sb[16:32] = uuid.uuid4().bytes  # set uuid
+    sb[32:40] = b"lab:md0\0"
+    struct.pack_into("<II", sb, 72, 1, 0)  # level 1
+    struct.pack_into("<Q", sb, 80, 100000)  # size
+    struct.pack_into("<II", sb, 88, 0, 2)  # chunk, raid disks
+    struct.pack_into("<QQQ", sb, 128, 2048, 100000, 8)  # data offset, size, super offset
+    sb[168:184] = uuid.uuid4().bytes  # device uuid
+    struct.pack_into("<I", sb, 220, 2)  # max_dev
+    struct.pack_into("<HH", sb, 256, 0, 1)  # dev roles
+    total = sum(struct.unpack_from(f"<{len(sb) // 4}I", sb))
+    struct.pack_into("<I", sb, 216, ((total & 0xFFFFFFFF) + (total >> 32)) & 0xFFFFFFFF)
+    return bytes(sb)
+
+
+def test_md_member_is_refused(loopdev):
+    dev = loopdev()
+    with open(dev, "r+b") as fh:
+        fh.seek(4096)
+        fh.write(md_superblock())
+    assert tool("check", dev)[1]["signatures"] == ["linux_raid_member"]
+    assert_refused(dev, "linux_raid_member signature", "Ceph did not make")
