@@ -85,10 +85,13 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def default_runtime_dir() -> Path:
-    """/run/clusterlab for root; else $XDG_RUNTIME_DIR/clusterlab when that directory is the
+    """/run/clusterlab/0 for root (/run/clusterlab itself is shared with the local provider's
+    host locks, made 0755); else $XDG_RUNTIME_DIR/clusterlab when that directory is the
     user's own (0700, as systemd-logind makes it); else ~/.ansible/clusterlab-run."""
     if os.geteuid() == 0:
-        return Path("/run/clusterlab")
+        base = Path("/run/clusterlab")
+        base.mkdir(mode=0o755, exist_ok=True)
+        return base / str(os.geteuid())
     xdg = os.environ.get("XDG_RUNTIME_DIR")
     if xdg and Path(xdg).is_absolute():
         try:

@@ -103,6 +103,16 @@ def test_writable_parent_is_refused(tmp_path, monkeypatch):
     assert not (parent / "rt").exists()
 
 
+def test_parent_readable_by_others_is_fine(tmp_path, monkeypatch):
+    """As /run/clusterlab, which the local provider makes 0755 for its host locks."""
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o755)  # noqa: S103 (what is tested)
+    monkeypatch.setenv(sshconf.RUNTIME_ENV, str(parent / "0"))
+    assert sshconf.runtime_dir() == parent / "0"
+    assert stat.S_IMODE(os.lstat(parent / "0").st_mode) == 0o700
+
+
 def test_path_too_long_for_a_socket_is_refused(tmp_path, monkeypatch):
     long = tmp_path / ("x" * 80)
     monkeypatch.setenv(sshconf.RUNTIME_ENV, str(long))
@@ -141,9 +151,10 @@ def test_ssh_config_is_not_written_with_a_refused_runtime_dir(runtime_env, tmp_p
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="root's runtime directory")
 def test_root_default_is_under_run(monkeypatch):
+    """/run/clusterlab/0: its parent may be 0755 (the local provider's host locks live there)."""
     monkeypatch.delenv(sshconf.RUNTIME_ENV, raising=False)
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/tmp")  # never used for root
-    assert sshconf.default_runtime_dir() == Path("/run/clusterlab")
+    assert sshconf.default_runtime_dir() == Path("/run/clusterlab/0")
 
 
 def test_command_line_refuses_before_running_ansible(tmp_path):
