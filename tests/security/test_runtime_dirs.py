@@ -107,7 +107,7 @@ def test_parent_readable_by_others_is_fine(tmp_path, monkeypatch):
     """As /run/clusterlab, which the local provider makes 0755 for its host locks."""
     parent = tmp_path / "shared"
     parent.mkdir()
-    parent.chmod(0o755)  # noqa: S103 (what is tested)
+    parent.chmod(0o755)  # what is tested
     monkeypatch.setenv(sshconf.RUNTIME_ENV, str(parent / "0"))
     assert sshconf.runtime_dir() == parent / "0"
     assert stat.S_IMODE(os.lstat(parent / "0").st_mode) == 0o700
