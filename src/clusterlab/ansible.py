@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clusterlab import paths
+from clusterlab import paths, sshconf
 from clusterlab import progress as progress_mod
 
 RECAP_RE = re.compile(
@@ -25,12 +25,24 @@ class AnsibleError(Exception):
 
 
 def env() -> dict[str, str]:
-    """Environment for every Ansible call: our ansible.cfg by absolute path."""
+    """Environment for every Ansible call: our ansible.cfg by absolute path; SSH control
+    sockets and local temp in the running user's private runtime directory (sshconf)."""
     e = dict(os.environ)
     e["ANSIBLE_CONFIG"] = str(paths.ANSIBLE_CFG)
     e.setdefault("ANSIBLE_FORCE_COLOR", "0")
-    e["ANSIBLE_LOCAL_TEMP"] = str(Path(os.environ.get("TMPDIR", "/tmp")) / "clusterlab-ansible")
+    e["ANSIBLE_LOCAL_TEMP"] = sshconf.ansible_local_temp()
+    e["ANSIBLE_SSH_CONTROL_PATH_DIR"] = sshconf.ansible_control_path_dir()
     return e
+
+
+def private_file(path: Path, mode: str = "a"):
+    """Open a log or event file for appending ("a") or anew ("w"), readable by its owner only
+    (0600, also when it existed with a wider mode): stage output can carry secrets."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, mode, encoding="utf-8")
 
 
 def bin_path(name: str) -> str:
@@ -110,7 +122,7 @@ def run_playbook(
     else:
         events = log.with_name(log.stem + ".events.jsonl")
         returncode, stdout, stderr = _run_with_events(cmd, run_env, events, progress)
-    with log.open("a") as fh:
+    with private_file(log) as fh:
         fh.write(f"$ {' '.join(cmd)}\n{stdout}{stderr}\n")
     result = recap(stdout)
     if returncode != 0:
@@ -157,7 +169,7 @@ def _run_with_events(
     cmd: list[str], run_env: dict[str, str], events: Path, progress: progress_mod.StageProgress
 ) -> tuple[int, str, str]:
     """Run ansible-playbook with our event callback; draw progress while it runs."""
-    events.write_text("")
+    private_file(events, "w").close()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
             cmd,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from clusterlab import sshconf
 from clusterlab.providers.base import ProviderError
 
 ENV = "CLUSTERLAB_BECOME_PASSWORD"
@@ -16,6 +17,7 @@ _cache: dict[str, str] = {}
 
 def needs_password(ssh_config: Path, node: str) -> bool:
     """True when `sudo -n` on the node asks for a password."""
+    sshconf.runtime_dir()  # the ssh_config's ControlPath directory (gone after a reboot)
     res = subprocess.run(
         ["ssh", "-F", str(ssh_config), "-o", "BatchMode=yes", node, "sudo -n true"],
         capture_output=True,

@@ -28,6 +28,7 @@ from clusterlab import (
     scaffold,
     serve,
     specdoc,
+    sshconf,
     stages,
     ui,
 )
@@ -270,6 +271,7 @@ def ssh(c, node, lab=None):
     names = [n["name"] for n in s["nodes"]]
     if node not in names:
         raise ProviderError(f"no node {node!r} in lab {s['name']} (nodes: {', '.join(names)})")
+    sshconf.runtime_dir()  # where the ssh_config's control socket goes (gone after a reboot)
     cmd = ["ssh", "-F", str(cfg), node]
     remainder = getattr(c, "remainder", "") or ""
     if remainder:

@@ -7,9 +7,14 @@ A bundle (made by `inv artifacts fetch`) is a directory:
     images/<host>/<repo>/<tag>.tar     an oci-archive of the image <host>/<repo>:<tag>
 
 `start` serves it on the controller's address on the lab network, bound to that address only:
-files/ by Python's http.server (the download role's mirror layout, <mirror>/HOST/PATH), the
-images by a real registry (Debian's `docker-registry`, CNCF distribution 2.8) whose storage
-lives in the lab's state dir. Each image is loaded with skopeo under its upstream host, so
+files/ by a small file server of this module (the download role's mirror layout,
+<mirror>/HOST/PATH: regular files inside the bundle only, no listing, no `..`, no symlink
+leading out), the images by a real registry (Debian's `docker-registry`, CNCF distribution
+2.8) whose storage lives in the lab's state dir, read-only for the nodes (storage.maintenance.
+readonly: pushes are refused). Images are loaded by a second, writable registry bound to
+127.0.0.1 only while skopeo copies them. Both servers run as `nobody` when what they serve is
+readable by others (else as the bundle's owner; as root only when the bundle is root's
+alone). Each image is loaded with skopeo under its upstream host, so
 docker.io/library/busybox and quay.io/x/busybox stay apart:
 <address>:<port>/<upstream host>/<repo>:<tag>. The nodes' containerd reaches it through one
 hosts.toml per upstream host (path /v2/<upstream host>, override_path). `stop` ends both;
@@ -21,16 +26,21 @@ are stopped even when their pidfiles are gone.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import http.server
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -149,8 +159,13 @@ def serve_dir(s: dict) -> Path:
 
 
 def _markers(sdir: Path) -> dict[str, str]:
-    """kind -> the argument that only this lab's server of that kind carries."""
-    return {"files": str(sdir / "files"), "registry": str(sdir / "registry.yml")}
+    """kind -> the argument that only this lab's server of that kind carries (the loader:
+    the writable registry on 127.0.0.1 that exists while images are loaded)."""
+    return {
+        "files": str(sdir / "files"),
+        "registry": str(sdir / "registry.yml"),
+        "loader": str(sdir / "loader.yml"),
+    }
 
 
 def _kind_of(argv: list[str], sdir: Path) -> str | None:
@@ -214,17 +229,143 @@ def stop_in(state: Path) -> None:
 
 
 # ------------------------------------------------------------------ start
-def _registry_config(sdir: Path, addr: str) -> str:
-    return (
-        "# Written by clusterlab: the lab's image mirror (CNCF distribution), no auth.\n"
-        "version: 0.1\n"
-        "log:\n  level: info\n"
-        "storage:\n"
-        f"  filesystem:\n    rootdirectory: {sdir / 'registry'}\n"
-        "  cache:\n    blobdescriptor: inmemory\n"
-        "  delete:\n    enabled: false\n"
-        f"http:\n  addr: {addr}:{REGISTRY_PORT}\n"
+def _registry_config(sdir: Path, addr: str, port: int, *, readonly: bool) -> str:
+    """distribution's configuration, as JSON (YAML's subset: no value is pasted as text).
+    readonly: storage.maintenance.readonly, which refuses every push and delete (405)."""
+    config = {
+        "version": 0.1,
+        "log": {"level": "info"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(sdir / "registry")},
+            "cache": {"blobdescriptor": "inmemory"},
+            "delete": {"enabled": False},
+            "maintenance": {
+                "readonly": {"enabled": readonly},
+                "uploadpurging": {"enabled": False},
+            },
+        },
+        "http": {"addr": f"{addr}:{port}"},
+    }
+    what = "read-only for clients" if readonly else "writable, on 127.0.0.1, while loading"
+    return f"# Written by clusterlab: the lab's image mirror (CNCF distribution), {what}.\n" + (
+        json.dumps(config, indent=2) + "\n"
     )
+
+
+# ------------------------------------------------------------------ privileges
+def _readable_by_others(path: Path) -> bool:
+    """Whether `nobody` can read everything under the directory `path`: every directory on
+    the way there searchable by others, and inside it every directory readable and
+    searchable, every file readable by others."""
+    real = Path(os.path.realpath(path))
+    try:
+        for d in real.parents:
+            if not os.stat(d).st_mode & stat.S_IXOTH:
+                return False
+        for top, _, files in os.walk(real, onerror=_raise):
+            if os.stat(top).st_mode & (stat.S_IROTH | stat.S_IXOTH) != stat.S_IROTH | stat.S_IXOTH:
+                return False
+            for name in files:  # symlinks: served only where their targets are, checked there
+                st = os.lstat(os.path.join(top, name))
+                if not stat.S_ISLNK(st.st_mode) and not st.st_mode & stat.S_IROTH:
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
+
+
+def run_as(path: Path) -> tuple[list[str], str]:
+    """(argv prefix, who) to run a server of `path` with no more privilege than it needs:
+    `nobody` when others can read it, else its owner when that is not root; as root only
+    when the content is root's alone (who then says why)."""
+    if os.geteuid() != 0:
+        return [], pwd.getpwuid(os.geteuid()).pw_name
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        return [], "root (no setpriv to drop privileges: install util-linux)"
+    real = Path(os.path.realpath(path))
+    if _readable_by_others(real):
+        user = pwd.getpwnam("nobody")
+    else:
+        st = os.stat(real)
+        if st.st_uid == 0:
+            return [], f"root ({real} is readable by root only: make it o+rX to serve as nobody)"
+        user = pwd.getpwuid(st.st_uid)
+    return [
+        setpriv,
+        f"--reuid={user.pw_uid}",
+        f"--regid={user.pw_gid}",
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+    ], user.pw_name
+
+
+# ------------------------------------------------------------------ the file server
+class FilesHandler(http.server.BaseHTTPRequestHandler):
+    """GET/HEAD of regular files under `root` (a real path); anything else is 404: the root
+    and directories (no listing), `.`/`..`/empty segments, backslashes, NUL, and paths that
+    resolve (through symlinks) outside the root."""
+
+    root = "/nonexistent"
+    server_version = "clusterlab-files"
+    sys_version = ""
+
+    def resolve(self) -> str | None:
+        rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path, errors="strict")
+        if not rel.startswith("/") or "\0" in rel or "\\" in rel:
+            return None
+        parts = rel[1:].split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            return None
+        full = os.path.realpath(os.path.join(self.root, *parts))
+        return full if full.startswith(self.root + os.sep) else None
+
+    def _send(self, body: bool) -> None:
+        try:
+            path = self.resolve()
+        except UnicodeDecodeError:
+            path = None
+        fd = -1
+        if path is not None:
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        if fd < 0:
+            self.send_error(404)
+            return
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a directory: no listing
+            os.close(fd)
+            self.send_error(404)
+            return
+        with os.fdopen(fd, "rb") as fh:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(st.st_size))
+            self.end_headers()
+            if body:
+                shutil.copyfileobj(fh, self.wfile, 2**20)
+
+    def do_GET(self) -> None:
+        self._send(body=True)
+
+    def do_HEAD(self) -> None:
+        self._send(body=False)
+
+
+def serve_files(bind: str, port: int, root: Path) -> None:
+    """Serve `root` until killed (what `python -m clusterlab.serve files` runs)."""
+    FilesHandler.root = os.path.realpath(root)
+    server = http.server.ThreadingHTTPServer((bind, port), FilesHandler)
+    print(
+        f"serving {FilesHandler.root} on {bind}:{port} as uid {os.geteuid()}",
+        flush=True,
+    )
+    server.serve_forever()
 
 
 def _check_port(addr: str, port: int, what: str) -> None:
@@ -269,7 +410,8 @@ _STARTED: list[subprocess.Popen] = []
 
 def _launch(sdir: Path, kind: str, argv: list[str]) -> int:
     log = sdir / f"{kind}.log"
-    with log.open("ab") as out:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -345,14 +487,32 @@ def start(s: dict, bundle: Path, only: set[str] | None = None) -> None:
         else:
             files.mkdir()
         config = sdir / "registry.yml"
-        config.write_text(_registry_config(sdir, addr))
-        argv = [sys.executable, "-m", "http.server", "--bind", addr, "--directory", str(files)]
+        config.write_text(_registry_config(sdir, addr, REGISTRY_PORT, readonly=True))
+        (sdir / "registry").mkdir(mode=0o755, exist_ok=True)
+        files_user, files_who = run_as(files)
+        registry_user, registry_who = run_as(sdir / "registry")
+        argv = [
+            *files_user,
+            sys.executable,
+            "-m",
+            "clusterlab.serve",
+            "files",
+            "--bind",
+            addr,
+            "--port",
+            str(FILES_PORT),
+            "--root",
+            str(files),
+        ]
         pids = {
-            "files": _launch(sdir, "files", [*argv, str(FILES_PORT)]),
-            "registry": _launch(sdir, "registry", ["docker-registry", "serve", str(config)]),
+            "files": _launch(sdir, "files", argv),
+            "registry": _launch(
+                sdir, "registry", [*registry_user, "docker-registry", "serve", str(config)]
+            ),
         }
         try:
-            _wait_until_up(sdir, "files", pids["files"], f"http://{addr}:{FILES_PORT}/", {200})
+            # the file server lists nothing: its root answers 404
+            _wait_until_up(sdir, "files", pids["files"], f"http://{addr}:{FILES_PORT}/", {404})
             _wait_until_up(
                 sdir, "registry", pids["registry"], f"http://{addr}:{REGISTRY_PORT}/v2/", {200}
             )
@@ -361,8 +521,8 @@ def start(s: dict, bundle: Path, only: set[str] | None = None) -> None:
             raise
         (sdir / "serving.json").write_text(json.dumps(wanted, indent=2) + "\n")
         ui.info(
-            f"    serving {bundle}: files http://{addr}:{FILES_PORT}, "
-            f"images {addr}:{REGISTRY_PORT} (logs: {sdir}/*.log)"
+            f"    serving {bundle}: files http://{addr}:{FILES_PORT} (as {files_who}), "
+            f"images {addr}:{REGISTRY_PORT} read-only (as {registry_who}; logs: {sdir}/*.log)"
         )
     load_images(s, bundle, index, only)
 
@@ -410,32 +570,76 @@ def load_images(s: dict, bundle: Path, index: dict, only: set[str] | None = None
             ui.info(f"    registry holds all {len(refs)} images of the bundle")
         return
     start_all = time.monotonic()
-    for n, (ref, archive, ident) in enumerate(todo, 1):
-        host, repo, tag = split_ref(ref)
-        target = f"docker://{addr}:{REGISTRY_PORT}/{host}/{repo}:{tag}"
-        size = archive.stat().st_size / 2**20
-        began = time.monotonic()
-        proc = subprocess.run(
-            [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                f"oci-archive:{archive}",
-                target,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        if proc.returncode != 0:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
-            raise ServeError(f"cannot load image {ref} from {archive} into the registry:\n{tail}")
-        loaded[ref] = ident
-        record_file.write_text(json.dumps(loaded, indent=2, sort_keys=True) + "\n")
-        ui.info(
-            f"    image {n}/{len(todo)} {ref} ({size:.1f} MiB) loaded in "
-            f"{time.monotonic() - began:.1f} s"
-        )
+    with _loader(sdir) as loader:
+        for n, (ref, archive, ident) in enumerate(todo, 1):
+            _load_one(loader, ref, archive)
+            loaded[ref] = ident
+            record_file.write_text(json.dumps(loaded, indent=2, sort_keys=True) + "\n")
+            ui.info(f"    image {n}/{len(todo)} {ref} loaded")
     ui.info(f"    loaded {len(todo)} image(s) in {time.monotonic() - start_all:.1f} s")
+
+
+@contextlib.contextmanager
+def _loader(sdir: Path):
+    """A writable registry on the lab's storage, bound to 127.0.0.1 on a free port, for as
+    long as images are copied in: the nodes' registry stays read-only all along."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = sdir / "loader.yml"
+    config.write_text(_registry_config(sdir, "127.0.0.1", port, readonly=False))
+    pid = _launch(sdir, "loader", ["docker-registry", "serve", str(config)])
+    try:
+        _wait_until_up(sdir, "loader", pid, f"http://127.0.0.1:{port}/v2/", {200})
+        yield f"127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        for proc in [p for p in _STARTED if p.pid == pid]:
+            try:
+                proc.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            _STARTED.remove(proc)
+        (sdir / "loader.pid").unlink(missing_ok=True)
+
+
+def _load_one(loader: str, ref: str, archive: Path) -> None:
+    host, repo, tag = split_ref(ref)
+    target = f"docker://{loader}/{host}/{repo}:{tag}"
+    size = archive.stat().st_size / 2**20
+    began = time.monotonic()
+    proc = subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            f"oci-archive:{archive}",
+            target,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
+        raise ServeError(f"cannot load image {ref} from {archive} into the registry:\n{tail}")
+    ui.info(f"    {ref}: {size:.1f} MiB copied in {time.monotonic() - began:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m clusterlab.serve")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    files = sub.add_parser("files", help="serve a bundle's files/ (regular files only)")
+    files.add_argument("--bind", required=True)
+    files.add_argument("--port", type=int, required=True)
+    files.add_argument("--root", type=Path, required=True)
+    args = parser.parse_args(argv)
+    serve_files(args.bind, args.port, args.root)
+
+
+if __name__ == "__main__":
+    main()

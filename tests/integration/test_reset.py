@@ -37,6 +37,9 @@ def put_signatures(prov, kind: str, node: str, dev: str) -> None:
 
 
 def test_reset_wipes_signatures_and_refuses_guarded_disks(labs):
+    """Reset wipes what Ceph leaves (BlueStore labels, ceph- volume groups) and refuses, with
+    the disk's bytes unchanged, anything else: a filesystem, a partition table, a mounted
+    disk, a volume group Ceph did not create."""
     spec = labs.spec("itreset", 113, nodes=3, disks=2)
     prov = labs.provider(spec)
     prov.create()
@@ -44,11 +47,12 @@ def test_reset_wipes_signatures_and_refuses_guarded_disks(labs):
     stages.reset(spec)  # installs the disk tool; a lab where nothing ran resets cleanly
 
     d1, d2, d3 = (disks(prov, n) for n in ("node1", "node2", "node3"))
-    put_signatures(prov, "ext4", "node1", d1[0])
-    put_signatures(prov, "gpt", "node1", d1[1])
-    put_signatures(prov, "lvm", "node2", d2[0])
-    put_signatures(prov, "bluestore", "node2", d2[1])
-    assert disk_state(prov, "node2", d2[1])["nonzero_offsets_mib"] == ["0", "1024"]
+    put_signatures(prov, "lvm", "node1", d1[0])
+    put_signatures(prov, "bluestore", "node1", d1[1])
+    assert disk_state(prov, "node1", d1[1])["nonzero_offsets_mib"] == ["0", "1024"]
+    # node2: a filesystem and a partition table nobody said Ceph made
+    put_signatures(prov, "ext4", "node2", d2[0])
+    put_signatures(prov, "gpt", "node2", d2[1])
     # node3: a mounted data disk and a disk in a volume group Ceph did not create
     mounted, in_vg = d3
     ssh(
@@ -59,28 +63,34 @@ def test_reset_wipes_signatures_and_refuses_guarded_disks(labs):
         f" && mount -o ro {mounted} /mnt/data && sync",
     )
     ssh(prov, "node3", f"pvcreate -q {in_vg} && vgcreate -q data {in_vg}")
-    hashes = {d: ssh(prov, "node3", f"sha256sum {d}").stdout.split()[0] for d in d3}
+    hashes = {
+        (node, d): ssh(prov, node, f"sha256sum {d}").stdout.split()[0]
+        for node, devs in (("node2", d2), ("node3", d3))
+        for d in devs
+    }
+
+    def unchanged() -> None:
+        for (node, dev), digest in hashes.items():
+            now = ssh(prov, node, f"sha256sum {dev}").stdout.split()[0]
+            assert now == digest, f"{node}:{dev} changed"
 
     with pytest.raises(AnsibleError) as exc:
         stages.reset(spec)
-    assert f"refusing to reset node3: {mounted}: {mounted} is mounted at /mnt/data" in str(
-        exc.value
-    )
-    for node, devs in (("node1", d1), ("node2", d2)):
-        for dev in devs:
-            state = disk_state(prov, node, dev)
-            assert state["clean"], f"{node}:{dev} not clean after reset: {state}"
+    msg = str(exc.value)
+    assert f"refusing to reset node3: {mounted}: {mounted} is mounted at /mnt/data" in msg
+    assert f"refusing to reset node2: {d2[0]}: {d2[0]} holds a ext4 signature" in msg
+    for dev in d1:
+        state = disk_state(prov, "node1", dev)
+        assert state["clean"], f"node1:{dev} not clean after reset: {state}"
     assert ssh(prov, "node3", f"findmnt -n -o TARGET -S {mounted}").stdout.strip() == "/mnt/data"
-    for dev, digest in hashes.items():
-        assert ssh(prov, "node3", f"sha256sum {dev}").stdout.split()[0] == digest, f"{dev} changed"
+    unchanged()
 
     ssh(prov, "node3", "umount /mnt/data")
-    hashes[mounted] = ssh(prov, "node3", f"sha256sum {mounted}").stdout.split()[0]
+    hashes["node3", mounted] = ssh(prov, "node3", f"sha256sum {mounted}").stdout.split()[0]
     with pytest.raises(AnsibleError) as exc:
         stages.reset(spec)
     assert f"{in_vg} belongs to volume group data, which Ceph did not create" in str(exc.value)
-    for dev, digest in hashes.items():
-        assert ssh(prov, "node3", f"sha256sum {dev}").stdout.split()[0] == digest, f"{dev} changed"
+    unchanged()
     assert ssh(prov, "node3", "vgs --noheadings -o vg_name").stdout.split() == ["data"]
     prov.destroy()
 
@@ -95,7 +105,7 @@ def test_three_cycles_then_a_clean_reset_changes_nothing(labs):
     assert "confirm with --yes" in refused.stderr
 
     disk = {n: disks(prov, n)[0] for n in ("node1", "node2")}
-    for kind in ("bluestore", "lvm", "ext4"):
+    for kind in ("bluestore", "lvm", "bluestore"):
         for node in ("node1", "node2"):
             if (prov.state / "logs" / "reset.log").exists() or kind != "bluestore":
                 put_signatures(prov, kind, node, disk[node])

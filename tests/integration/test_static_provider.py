@@ -137,12 +137,18 @@ def test_mounted_data_disk_refused_before_any_stage(labs, machines):
     dev = disks(machines, "node2")[0]
     ssh(cfg, "node2", f"mkfs.ext4 -q -F {dev} && mkdir -p /mnt/x && mount {dev} /mnt/x")
     spec = static_spec(labs, "itmount", machines, key=key)
+    # A device path that is shell code (past the spec's grammar, as a hand-edited state
+    # could carry it) reaches the node's guard as one quoted word, never as code.
+    evil = "/dev/sdb$(touch /tmp/pwned)"
+    spec["nodes"][0]["disks"].append({"device": evil})
     prov = StaticProvider(spec)
     labs.made.append(prov)
     prov.trust_new_hosts = True
     with pytest.raises(ProviderError) as exc:
         prov.create()
     assert f"s2: data disk {dev} refused: {dev} is mounted at /mnt/x" in str(exc.value)
+    assert f"s1: data disk {evil} refused: it is not a block device" in str(exc.value)
+    assert ssh(cfg, "node1", "test -e /tmp/pwned; echo $?").stdout.strip() == "1"
     assert not (prov.state / "hosts.yml").exists()
     ssh(cfg, "node2", "umount /mnt/x")
     prov.destroy()

@@ -38,7 +38,10 @@ class CallbackModule(CallbackBase):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         path = os.environ.get("CLUSTERLAB_EVENTS")
-        self._out = open(path, "a", encoding="utf-8") if path else None  # noqa: SIM115
+        self._out = None
+        if path:  # 0600: task results can carry secrets
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._out = os.fdopen(fd, "a", encoding="utf-8")
 
     def _emit(self, event: str, **fields) -> None:
         if self._out is None:

@@ -9,6 +9,8 @@ ssh_config and inventory. `destroy` removes the lab's state and nothing else.
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import socket
 import subprocess
@@ -99,15 +101,7 @@ class StaticProvider(Provider):
 
     def _known(self) -> dict[str, list[str]]:
         """known_hosts of the lab: name -> ['type base64', ...]."""
-        path = self.state / "known_hosts"
-        known: dict[str, list[str]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                fields = line.split()
-                if len(fields) >= 3:
-                    for name in fields[0].split(","):
-                        known.setdefault(name, []).append(f"{fields[1]} {fields[2]}")
-        return known
+        return sshconf.read_known_hosts(self.state)
 
     # ---------------------------------------------------------------- create
     def create(self) -> dict[str, Connection]:
@@ -176,6 +170,7 @@ class StaticProvider(Provider):
     def _ssh(
         self, node: str, command: str, stdin: str | None = None
     ) -> subprocess.CompletedProcess:
+        sshconf.runtime_dir()  # the ssh_config's ControlPath directory (gone after a reboot)
         return subprocess.run(
             ["ssh", "-F", str(self.state / "ssh_config"), "-o", "BatchMode=yes", node, command],
             input=stdin,
@@ -207,11 +202,18 @@ class StaticProvider(Provider):
                 else:
                     sudo = "sudo -n "
             for d in n["disks"]:
-                res = self._ssh(n["name"], f"{sudo}bash -s guard {d['device']}", stdin=feed)
+                # The device is one quoted word of the remote shell's command line, never code.
+                guard = f"{sudo}bash -s guard {shlex.quote(d['device'])}"
+                res = self._ssh(n["name"], guard, stdin=feed)
                 if res.returncode != 0:
                     out.append(f"{n['name']}: cannot inspect {d['device']}: {res.stderr.strip()}")
-                elif '"ok": false' in res.stdout:
-                    reason = res.stdout.split('"reason": "', 1)[1].rsplit('"', 1)[0]
+                    continue
+                try:
+                    verdict = json.loads(res.stdout.strip().splitlines()[-1])
+                except (ValueError, IndexError):
+                    verdict = {"ok": False, "reason": f"unreadable answer {res.stdout.strip()!r}"}
+                if verdict.get("ok") is not True:
+                    reason = verdict.get("reason", "refused")
                     out.append(f"{n['name']}: data disk {d['device']} refused: {reason}")
             return out
 

@@ -14,10 +14,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from clusterlab import inventory, paths, serve, sshconf, ui
+from clusterlab import ansible, inventory, paths, serve, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.oses import OSES
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
+from clusterlab.providers.static import fingerprint
 
 VBOX_DEFAULT_RANGE = ipaddress.IPv4Network("192.168.56.0/21")
 LIBVIRT_PLUGIN_FILE = Path("/usr/share/vagrant-plugins/plugins.d/vagrant-libvirt.json")
@@ -130,8 +131,7 @@ class VagrantProvider(Provider):
             stdin=subprocess.DEVNULL,
         )
         if log:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            with log.open("a") as fh:
+            with ansible.private_file(log) as fh:
                 fh.write(f"$ vagrant {' '.join(args)}\n{proc.stdout}{proc.stderr}\n")
         if check and proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -204,22 +204,43 @@ class VagrantProvider(Provider):
             ssh_hosts.append(
                 sshconf.SshHost(node["name"], h["hostname"], h.get("user", "vagrant"), port, key)
             )
-            # The VM was made just now by this command: its key is recorded on first use.
-            scan = subprocess.run(
-                ["ssh-keyscan", "-T", "10", "-p", str(port), "-t", "ed25519", h["hostname"]],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            lines = [ln for ln in scan.stdout.splitlines() if ln and not ln.startswith("#")]
-            if not lines:
-                raise ProviderError(f"{node['name']}: no SSH host key from {h['hostname']}:{port}")
             name_ids = [node["name"], h["hostname"] if port == 22 else f"[{h['hostname']}]:{port}"]
-            entries[node["name"]] = (name_ids, " ".join(lines[0].split()[1:3]))
+            entries[node["name"]] = (name_ids, self._host_key(node["name"], h["hostname"], port))
         sshconf.write_known_hosts(self.state, entries)
         sshconf.write_ssh_config(self.state, ssh_hosts, default_key=None)
         inventory.write(self.spec, conns, self.state, sshconf.common_args(self.state))
         return conns
+
+    def _host_key(self, name: str, address: str, port: int) -> str:
+        """The node's host key: recorded on first sight (the VM was made by this lab's first
+        `up`), afterwards the one recorded, which the node must still offer."""
+        scan = subprocess.run(
+            ["ssh-keyscan", "-T", "10", "-p", str(port), "-t", "ed25519", address],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        offered = [
+            " ".join(ln.split()[1:3])
+            for ln in scan.stdout.splitlines()
+            if ln and not ln.startswith("#") and len(ln.split()) >= 3
+        ]
+        if not offered:
+            raise ProviderError(f"{name}: no SSH host key from {address}:{port}")
+        recorded = sshconf.read_known_hosts(self.state).get(name)
+        if not recorded:
+            ui.info(f"    {name}: host key recorded on first sight: {fingerprint(offered[0])}")
+            return offered[0]
+        match = [k for k in offered if k in recorded]
+        if not match:
+            raise ProviderError(
+                f"{name}: host key changed: {address}:{port} now offers "
+                f"{', '.join(fingerprint(k) for k in offered)}, the lab recorded "
+                f"{', '.join(fingerprint(k) for k in recorded)} on its first `up`. If the VM was "
+                f"rebuilt outside clusterlab, run `clusterlab down` first (or remove its line from "
+                f"{self.state / 'known_hosts'}); otherwise do not connect"
+            )
+        return match[0]
 
     def status(self) -> list[NodeStatus]:
         states: dict[str, str] = {}
