@@ -12,5 +12,5 @@ HERE = Path(__file__).parent
 def pytest_collection_modifyitems(config, items):
     for item in items:
         parts = Path(str(item.fspath)).relative_to(HERE).parts
-        if parts[0] in ("unit", "integration"):
+        if parts[0] in ("unit", "integration", "security"):
             item.add_marker(getattr(pytest.mark, parts[0]))

@@ -87,6 +87,8 @@ TEST_PACKAGES = {
     "extlinux": "tests/integration/vagrant_box.py (the locally built box's boot loader)",
     "syslinux-common": "tests/integration/vagrant_box.py (the box's boot loader modules)",
     "fdisk": "tests/integration/vagrant_box.py (the box's partition table)",
+    "btrfs-progs": "tests/security/test_disk_guard.py (a btrfs disk is refused)",
+    "lvm2": "tests/security/test_disk_guard.py (a foreign volume group is refused)",
 }
 
 
