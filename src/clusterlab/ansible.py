@@ -121,7 +121,7 @@ def run_playbook(
         returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
     else:
         events = log.with_name(log.stem + ".events.jsonl")
-        returncode, stdout, stderr = _run_with_events(cmd, run_env, events, progress)
+        returncode, stdout, stderr = _run_with_events(cmd, run_env, events, progress, log)
     with private_file(log) as fh:
         fh.write(f"$ {' '.join(cmd)}\n{stdout}{stderr}\n")
     result = recap(stdout)
@@ -166,9 +166,14 @@ def events_env(events: Path) -> dict[str, str]:
 
 
 def _run_with_events(
-    cmd: list[str], run_env: dict[str, str], events: Path, progress: progress_mod.StageProgress
+    cmd: list[str],
+    run_env: dict[str, str],
+    events: Path,
+    progress: progress_mod.StageProgress,
+    log: Path,
 ) -> tuple[int, str, str]:
-    """Run ansible-playbook with our event callback; draw progress while it runs."""
+    """Run ansible-playbook with our event callback; draw progress while it runs. Stopped
+    (an interrupt), it stops Ansible too and the log gets what Ansible wrote until then."""
     private_file(events, "w").close()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
@@ -181,10 +186,16 @@ def _run_with_events(
         )
         try:
             progress_mod.follow(events, progress, lambda: proc.poll() is None)
-        finally:
+        except BaseException:
             if proc.poll() is None:  # interrupted while following: stop Ansible too
                 proc.terminate()
                 proc.wait()
+            out.seek(0)
+            err.seek(0)
+            with private_file(log) as fh:
+                fh.write(f"$ {' '.join(cmd)}\n{out.read()}{err.read()}\n(interrupted)\n")
+            raise
+        finally:
             progress.close()
         out.seek(0)
         err.seek(0)

@@ -13,13 +13,14 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+import signal
 import sys
 
 from invoke import Program
 from invoke.exceptions import Exit, ParseError, UnexpectedExit
 from invoke.parser import Argument, ParserContext
 
-from clusterlab import __version__, paths
+from clusterlab import __version__, paths, ui
 from clusterlab.commands import namespace
 
 USAGE = 2  # argparse's and click's exit code for a usage error
@@ -217,8 +218,10 @@ class ClusterlabProgram(Program):
         except UnexpectedExit as exc:
             if exit:
                 sys.exit(exc.result.exited)
-        except KeyboardInterrupt:
-            sys.exit(1)
+        except KeyboardInterrupt as exc:
+            print(f"{self.binary}: interrupted", file=sys.stderr)
+            if exit:
+                sys.exit(ui.interrupt_code(exc))
 
 
 program = ClusterlabProgram(
@@ -226,5 +229,10 @@ program = ClusterlabProgram(
 )
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise ui.Terminated
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _terminated)
     program.run()

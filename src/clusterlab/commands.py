@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 import os
 import shlex
 import subprocess
@@ -25,6 +27,7 @@ from clusterlab import (
     hostprereq,
     paths,
     progname,
+    registry,
     scaffold,
     serve,
     specdoc,
@@ -33,6 +36,7 @@ from clusterlab import (
     ui,
 )
 from clusterlab import inventory as inventory_mod
+from clusterlab import lab as lab_mod
 from clusterlab import manifests as manifests_mod
 from clusterlab.demos import DEMOS, ORDER, missing, runner
 from clusterlab.demos.base import DemoError
@@ -99,8 +103,30 @@ def handles_errors(fn: Callable) -> Callable:
         ) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise Exit(code=1) from None
+        except OSError as exc:  # disk full, read-only, permissions: one line naming the path
+            print(f"error: {os_error(exc)}", file=sys.stderr)
+            raise Exit(code=1) from None
 
     return wrapper
+
+
+def os_error(exc: OSError) -> str:
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    return f"{exc.strerror or exc}{f': {where}' if where else ''}"
+
+
+def here(s: dict) -> None:
+    """Refuse (touching nothing) a lab this machine records as living in another directory."""
+    registry.require_owner(s["name"], paths.state_dir(s["name"]))
+
+
+@contextlib.contextmanager
+def working_on(s: dict):
+    """For a command that changes or reads the lab: it is this directory's, and no other
+    command works on it meanwhile (its lock, held until the command ends)."""
+    here(s)
+    with registry.lab_lock(s["name"]):
+        yield
 
 
 def lab_task(*args: Any, **kwargs: Any) -> Callable:
@@ -169,6 +195,7 @@ def spec(c, lab=None, file=None, reference=False):
 def inventory(c, lab=None):
     """Print the lab's Ansible inventory (the generated one once the lab is up, else planned)."""
     s = load(c, lab)
+    here(s)
     generated = paths.state_dir(s["name"]) / "hosts.yml"
     if generated.exists():
         print(generated.read_text(), end="")
@@ -204,7 +231,8 @@ def up(c, lab=None, until=None, trust_new_hosts=False, bundle=None):
     if bundle:
         stages.use_bundle(s, bundle)
     prov.trust_new_hosts = trust_new_hosts
-    ui.info(stages.timings_table(s, _up(s, prov, until)))
+    with working_on(s):
+        ui.info(stages.timings_table(s, _up(s, prov, until)))
 
 
 def _up(s: dict, prov, until: str | None = None) -> list[str]:
@@ -216,6 +244,7 @@ def _up(s: dict, prov, until: str | None = None) -> list[str]:
         raise ProviderError(
             "missing host packages; run as root:\n  " + hostprereq.apt_command(setup_missing)
         )
+    prov.claim()  # the lab's name on this machine, before anything is made
     start = time.monotonic()
     with ui.stage(f"provision ({s['provider']})"):
         prov.create()
@@ -238,15 +267,21 @@ def _run_stages(s: dict, todo: list) -> list[str]:
 @lab_task
 def down(c, lab=None):
     """Destroy the lab's nodes and everything the provider made; safe on a lab already gone."""
-    _, prov = _provider(c, lab)
-    with ui.stage("destroy"):
+    s, prov = _provider(c, lab)
+    with working_on(s), ui.stage("destroy"):
         prov.destroy()
 
 
-@lab_task
-def status(c, lab=None):
+@lab_task(help={"json": "Print the lab (as `labs --json` shows it) and its nodes as JSON."})
+def status(c, lab=None, json_=False):
     """Print a table of the lab's nodes: name, state, address, disks."""
     s, prov = _provider(c, lab)
+    here(s)
+    if json_:
+        info = lab_mod.summary(s["name"], registry.entry(s["name"]), paths.state_dir(s["name"]))
+        info["nodes"] = [vars(n) for n in prov.status()]
+        print(json.dumps(info, indent=2))
+        return
     rows = [[n.name, n.state, n.address, " ".join(n.disks) or "-"] for n in prov.status()]
     print(ui.table(["NODE", "STATE", "ADDRESS", "DISKS"], rows))
     if s["artifacts"].get("bundle"):
@@ -265,6 +300,7 @@ def status(c, lab=None):
 def ssh(c, node, lab=None):
     """Open a shell on NODE, or run the command after `--` (inv ssh node1 -- uptime)."""
     s = load(c, lab)
+    here(s)
     cfg = paths.state_dir(s["name"]) / "ssh_config"
     if not cfg.exists():
         raise ProviderError(f"lab {s['name']} is not up (no {cfg}); run `inv up --lab {s['name']}`")
@@ -284,19 +320,25 @@ def ssh(c, node, lab=None):
 @lab_task
 def prepare(c, lab=None):
     """Re-run the prepare stage (OS bootstrap, node prep, containerd, storage prerequisites)."""
-    stages.run_stage(load(c, lab), "prepare")
+    s = load(c, lab)
+    with working_on(s):
+        stages.run_stage(s, "prepare")
 
 
 @lab_task
 def kubernetes(c, lab=None):
     """Re-run the Kubernetes stage (binaries, kubelet, kubeadm init/join, CNI, kubeconfig)."""
-    stages.run_stage(load(c, lab), "kubernetes")
+    s = load(c, lab)
+    with working_on(s):
+        stages.run_stage(s, "kubernetes")
 
 
 @lab_task
 def rook(c, lab=None):
     """Re-run the Rook stage (operator, CephCluster, block/file/object storage, toolbox)."""
-    stages.run_stage(load(c, lab), "rook")
+    s = load(c, lab)
+    with working_on(s):
+        stages.run_stage(s, "rook")
 
 
 @lab_task
@@ -372,7 +414,15 @@ def manifests(c, lab=None, out=None):
 @lab_task(help={"layer": "Only this layer: nodes, kubernetes, ceph, demos."})
 def verify(c, lab=None, layer=None):
     """Run the testinfra verify suites against the lab, every layer whose stage has run."""
-    stages.verify(load(c, lab), [layer] if layer else None)
+    s, prov = _provider(c, lab)
+    with working_on(s):
+        down_nodes = [f"{n.name} ({n.state})" for n in prov.status() if n.state == "orphaned"]
+        if down_nodes:
+            raise ProviderError(
+                f"nodes not running as the lab made them: {', '.join(down_nodes)}; "
+                f"{progname.cmd('up')} restarts them"
+            )
+        stages.verify(s, [layer] if layer else None)
 
 
 def confirm_reset(s: dict, yes: bool) -> None:
@@ -395,8 +445,9 @@ def confirm_reset(s: dict, yes: bool) -> None:
 def reset(c, lab=None, yes=False):
     """Wipe Kubernetes and Rook state and zap the lab's data disks; nodes stay."""
     s = load(c, lab)
-    confirm_reset(s, yes)
-    stages.reset(s)
+    with working_on(s):
+        confirm_reset(s, yes)
+        stages.reset(s)
 
 
 @lab_task(
@@ -409,6 +460,11 @@ def reset(c, lab=None, yes=False):
 def rebuild(c, lab=None, keep_nodes=False, until=None, yes=False):
     """Build the lab again: down + up, or with --keep-nodes reset + every stage + verify."""
     s, prov = _provider(c, lab)
+    with working_on(s):
+        _rebuild(s, prov, keep_nodes, until, yes)
+
+
+def _rebuild(s: dict, prov: Any, keep_nodes: bool, until: str | None, yes: bool) -> None:
     todo = stages.stages_until(until)
     timings: dict[str, float] = {}
     if keep_nodes:
@@ -488,6 +544,11 @@ def demo(c, name=None, lab=None, *, list_=False, step=False, cleanup=False):
             f"lab {s['name']} does not carry demo {name} (its demos: "
             f"{', '.join(s['demos']) or 'none'}); add it to demos: in its lab.yml"
         )
+    with working_on(s):
+        _demo(s, name, step=step, cleanup=cleanup)
+
+
+def _demo(s: dict, name: str, *, step: bool, cleanup: bool) -> None:
     inv = stages.inventory_file(s)
     if not cleanup and not stages.done_marker(s, "rook").exists():
         raise ProviderError(
@@ -595,8 +656,38 @@ def test(c, pytest_args="", no_lint=False, junit=None):
         raise Exit("failed: " + "; ".join(failed), code=1)
 
 
+@task(name="labs", help={"json": "Print them as JSON."})
+@handles_errors
+def labs_(c, json_=False):
+    """Every lab on this machine: name, provider, directory, network, nodes running, stages
+    done, bundle served, and the command working on it now."""
+    found = [lab_mod.summary(name, e) for name, e in sorted(registry.read().items())]
+    if json_:
+        print(json.dumps(found, indent=2))
+        return
+    rows = [
+        [
+            f["name"],
+            f["provider"],
+            f["directory"],
+            f["network"] or "-",
+            f"{f['nodes_running']}/{f['nodes_total']}",
+            ",".join(f["stages_done"]) or "-",
+            f["bundle_served"] or "-",
+            f["busy"] or "-",
+        ]
+        for f in found
+    ]
+    print(
+        ui.table(
+            ["LAB", "PROVIDER", "DIRECTORY", "NETWORK", "NODES", "STAGES", "BUNDLE", "BUSY"], rows
+        )
+    )
+
+
 TASKS = [
     init,
+    labs_,
     setup,
     spec,
     inventory,

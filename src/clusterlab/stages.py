@@ -16,7 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterlab import ansible, artifacts, become, bundle, paths, progress, serve, ui
+from clusterlab import (
+    ansible,
+    artifacts,
+    become,
+    bundle,
+    paths,
+    progname,
+    progress,
+    registry,
+    serve,
+    ui,
+)
 from clusterlab.providers import ProviderError
 
 
@@ -95,9 +106,7 @@ def done_marker(spec: dict, stage: str) -> Path:
 
 
 def mark_done(spec: dict, stage: str) -> None:
-    marker = done_marker(spec, stage)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+    registry.atomic_write(done_marker(spec, stage), time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
 
 
 def clear_done_after(spec: dict, stage: str) -> None:
@@ -122,17 +131,34 @@ def inventory_file(spec: dict) -> Path:
     return inv
 
 
+def read_timings(spec: dict) -> dict[str, float]:
+    """The recorded stage durations; a damaged record is said in one line and started anew."""
+    path = paths.state_dir(spec["name"]) / "timings.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in data.values()
+    ):
+        ui.info(f"    {path} was damaged; the timings are recorded anew")
+        path.unlink(missing_ok=True)
+        return {}
+    return data
+
+
 def record_timing(spec: dict, stage: str, seconds: float) -> None:
     path = paths.state_dir(spec["name"]) / "timings.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_timings(spec)
     data[stage] = round(seconds, 2)
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    registry.atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def timings_table(spec: dict, names: list[str]) -> str:
     """The recorded durations of `names` (stages and verify layers) as a table, with a total."""
-    path = paths.state_dir(spec["name"]) / "timings.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    data = read_timings(spec)
     rows = [[n, f"{data[n]:.1f} s"] for n in names if n in data]
     rows.append(["total", f"{sum(data[n] for n in names if n in data):.1f} s"])
     return ui.table(["STAGE", "TIME"], rows)
@@ -157,6 +183,11 @@ def run_playbook_stage(
             become_password=password,
             progress=progress.StageProgress(),
         )
+        if not result:  # Ansible runs a play on no host as a success
+            raise ProviderError(
+                f"{stage}: no host ran it: the inventory {inv} lists none; "
+                f"{progname.cmd('up')} writes it anew"
+            )
         changed = sum(h["changed"] for h in result.values())
         ui.info(f"    {len(result)} hosts, {changed} changes")
     record_timing(spec, stage, time.monotonic() - start)
@@ -292,6 +323,7 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
         raise ProviderError(
             f"unknown verify layer {', '.join(unknown)} (layers: {', '.join(LAYERS)})"
         )
+    checked = 0
     for layer in wanted:
         module = LAYERS[layer]
         if module is None:
@@ -345,6 +377,12 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
             record_timing(spec, f"verify-{layer}", time.monotonic() - start)
             if rc != 0:
                 raise ProviderError(f"verify {layer} failed (report: {report})")
+        checked += 1
+    if not checked:
+        raise ProviderError(
+            f"verify: nothing to check on lab {spec['name']}: no stage is recorded as done "
+            f"({state / 'stages'}); {progname.cmd('up')} runs the stages and records them"
+        )
 
 
 def pipeline_markdown() -> str:

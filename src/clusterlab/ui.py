@@ -10,6 +10,15 @@ from contextlib import contextmanager
 from typing import TextIO
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program runs (as SIGINT raises KeyboardInterrupt)."""
+
+
+def interrupt_code(exc: KeyboardInterrupt) -> int:
+    """The shell's exit code for a run stopped by a signal: 128 + its number."""
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 def info(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -42,6 +51,9 @@ def stage(name: str, timings: dict[str, float] | None = None) -> Iterator[None]:
     start = time.monotonic()
     try:
         yield
+    except KeyboardInterrupt:
+        info(f"interrupted {name} ({time.monotonic() - start:.1f} s); running it again resumes")
+        raise
     except BaseException:
         info(f"FAILED {name} ({time.monotonic() - start:.1f} s)")
         raise

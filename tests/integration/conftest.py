@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterlab import paths, serve, sshconf
+from clusterlab import paths, registry, serve, sshconf
 from clusterlab.providers import local
 from clusterlab.providers.local import LocalProvider
 from clusterlab.spec import normalize
@@ -104,13 +105,35 @@ class Labs:
         return res
 
 
+def lab_object_names(lab: str) -> dict[str, re.Pattern]:
+    """Patterns of a local lab's machine-wide objects under any slot (and an earlier
+    version's names): found by name, whatever the record says now."""
+    short = re.escape(lab)  # the bridge: legacy name here, slot names in leaks()
+    legacy = registry.legacy_names(lab)
+    return {
+        "bridge": re.compile(rf"^{re.escape(legacy['bridge'])}$"),
+        "table": re.compile(rf"^clusterlab_(\d+_)?{re.escape(lab.replace('-', '_'))}$"),
+        "cgroup": re.compile(rf"^clusterlab\.(\d+\.)?{short}\."),
+        "machine": re.compile(rf"^--machine=(cl\d+-)?{short}-"),
+    }
+
+
 def leaks(prov) -> list[str]:
     # a bundle served to the lab: its file server and registry (any provider)
     found = [f"serving process {pid} ({kind})" for pid, kind in serve.processes(prov.state).items()]
     if not isinstance(prov, LocalProvider):  # other providers own nothing but the state dir
         return found + ([f"state dir {prov.state}"] if prov.state.exists() else [])
-    if Path(f"/sys/class/net/{prov.bridge}").exists():
-        found.append(f"bridge {prov.bridge}")
+    pat = lab_object_names(prov.lab)
+    bridges = [
+        p.name
+        for p in Path("/sys/class/net").iterdir()
+        if pat["bridge"].match(p.name)
+        or (
+            (m := re.match(r"^cl-(\d+)-", p.name))
+            and registry.slot_names(int(m[1]), prov.lab)["bridge"] == p.name
+        )
+    ]
+    found += [f"bridge {b}" for b in bridges]
     state = str(prov.state) + "/"
     for line in Path("/proc/mounts").read_text().splitlines():
         if line.split()[1].startswith(state):
@@ -127,23 +150,26 @@ def leaks(prov) -> list[str]:
         if (
             argv
             and "systemd-nspawn" in argv[0]
-            and any(a.startswith(f"--machine={prov.lab}-") for a in argv)
+            and any(pat["machine"].match(a) for a in argv)
         ):
             found.append(f"nspawn process {pid}")
-    if (
-        subprocess.run(["nft", "list", "table", "ip", prov.table], capture_output=True).returncode
-        == 0
-    ):
-        found.append(f"nft table {prov.table}")
+    tables = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True).stdout
+    for item in json.loads(tables or "{}").get("nftables", []):
+        name = item.get("table", {}).get("name", "")
+        if pat["table"].match(name):
+            found.append(f"nft table {name}")
     for h in local.cgroup_hierarchies():
-        found += [f"cgroup {d}" for d in h.glob(f"clusterlab.{prov.lab}.*")]
+        found += [f"cgroup {d}" for d in h.iterdir() if pat["cgroup"].match(d.name)]
     if prov.state.exists():
         found.append(f"state dir {prov.state}")
+    found += [f"removed state dir {d}" for d in prov.state.parent.glob(f".{prov.lab}.removing-*")]
+    if registry.entry(prov.lab) and registry.entry(prov.lab)["state_dir"] == str(prov.state):
+        found.append(f"record of {prov.lab} in {registry.record_file()}")
     veths = subprocess.run(
         ["ip", "-j", "link", "show", "type", "veth"], capture_output=True, text=True
     ).stdout
     for link in json.loads(veths or "[]"):
-        if link.get("master") == prov.bridge:
+        if link.get("master") in bridges:
             found.append(f"veth {link['ifname']}")
     return found
 

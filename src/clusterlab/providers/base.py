@@ -15,7 +15,7 @@ class ProviderError(Exception):
 @dataclass
 class NodeStatus:
     name: str
-    state: str  # running | stopped | absent | unreachable | reachable
+    state: str  # running | orphaned | stopped | absent | unreachable | reachable
     address: str
     disks: list[str]
 
@@ -30,6 +30,12 @@ class Provider:
         self.lab = spec["name"]
         self.state = paths.state_dir(self.lab)
         self.trust_new_hosts = False  # only the static provider meets hosts it did not make
+
+    def claim(self) -> dict:
+        """Claim the lab's name on this machine for this state dir (registry.claim)."""
+        from clusterlab import registry  # noqa: PLC0415  (registry imports this module)
+
+        return registry.claim(self.spec, self.state)
 
     def create(self) -> dict[str, Connection]:
         raise ProviderError(f"not implemented yet: provision ({self.name} provider)")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import ipaddress
 import json
 import os
@@ -38,7 +37,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from clusterlab import inventory, procs, serve, sshconf, ui
+from clusterlab import inventory, procs, registry, serve, sshconf, ui
 from clusterlab.inventory import Connection
 from clusterlab.oses import OSES, providers_for
 from clusterlab.providers.base import NodeStatus, Provider, ProviderError
@@ -66,6 +65,8 @@ SYSCTL_ORIG_DIR = RUN_DIR / "sysctl.orig"
 
 # Files the provider writes into every node's root (its overlay upper dir).
 NODE_UUID_FILE = "etc/clusterlab/product_uuid"
+# Written after the rest of a node's identity (host key, authorized_keys, network, resolv.conf).
+IDENTITY_DONE = "etc/clusterlab/identity.done"
 NODE_PROFILE_SCRIPT = "usr/local/sbin/clusterlab-node-profile"
 NODE_PROFILE_UNIT = "etc/systemd/system/clusterlab-node-profile.service"
 NODE_PROFILE_SCRIPT_TEXT = """#!/bin/sh
@@ -109,21 +110,6 @@ def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess
     if check and proc.returncode != 0:
         raise ProviderError(f"{' '.join(cmd)} failed: {(proc.stderr or proc.stdout).strip()}")
     return proc
-
-
-def bridge_name(lab: str) -> str:
-    name = f"cl-{lab}"
-    if len(name) <= 15:
-        return name
-    return f"cl-{lab[:7]}-{hashlib.sha1(lab.encode()).hexdigest()[:4]}"  # noqa: S324
-
-
-def nft_table(lab: str) -> str:
-    return "clusterlab_" + lab.replace("-", "_")
-
-
-def cgroup_name(lab: str, node: str) -> str:
-    return f"clusterlab.{lab}.{node}"
 
 
 def cgroup_hierarchies() -> list[Path]:
@@ -184,9 +170,79 @@ def set_host_sysctls() -> None:
                 ) from None
 
 
+# Kernel modules nodes need and cannot load themselves (they share the host's kernel): the
+# bridge netfilter sysctls node_prep sets (net.bridge.bridge-nf-call-*) exist only with
+# br_netfilter loaded; containerd's overlayfs snapshotter needs overlay.
+HOST_MODULES = ("br_netfilter", "overlay")
+# Ceph's kernel clients: nodes use them where the host has them, else Rook falls back.
+STORAGE_MODULES = ("rbd", "ceph")
+# One file per module a lab loaded (not loaded before the first lab): unloaded by the last.
+MODULES_LOADED_DIR = RUN_DIR / "modules.loaded"
+
+
+def _module_present(name: str) -> bool:
+    """Whether the kernel has what module `name` gives, loaded or built in (a built-in module
+    without parameters has no /sys/module entry): what nodes see."""
+    filesystems = Path("/proc/filesystems").read_text().split()
+    probe = {
+        "br_netfilter": Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists(),
+        "overlay": "overlay" in filesystems,
+        "rbd": Path("/sys/bus/rbd").exists(),
+        "ceph": "ceph" in filesystems,
+    }
+    return probe.get(name, False) or Path(f"/sys/module/{name}").exists()
+
+
+def hostkernel_modules() -> list[str]:
+    """Load HOST_MODULES on the host (recording the ones loaded now); try STORAGE_MODULES and
+    return those that could not be loaded. Call under host_lock()."""
+    unavailable = []
+    for mod in (*HOST_MODULES, *STORAGE_MODULES):
+        if _module_present(mod):
+            continue
+        modprobe = shutil.which("modprobe") or shutil.which("modprobe", path="/usr/sbin:/sbin")
+        res = (
+            run([modprobe, mod], check=False)
+            if modprobe
+            else subprocess.CompletedProcess([], 1, "", "modprobe not found (package kmod)")
+        )
+        if res.returncode == 0 and _module_present(mod):
+            MODULES_LOADED_DIR.mkdir(parents=True, exist_ok=True)
+            (MODULES_LOADED_DIR / mod).write_text("")
+            continue
+        why = (res.stderr or res.stdout).strip().splitlines()
+        if mod in HOST_MODULES:
+            raise ProviderError(
+                f"cannot load kernel module {mod} on the host ({why[-1] if why else 'modprobe failed'}); "
+                "local nodes share the host's kernel and need it"
+            )
+        unavailable.append(mod)
+    if unavailable:
+        ui.info(
+            f"    host kernel modules {', '.join(unavailable)} could not be loaded: "
+            "nodes use Ceph's userspace clients instead (rbd-nbd, ceph-fuse) where Rook can"
+        )
+    return unavailable
+
+
+def restore_host_modules() -> None:
+    """Unload the modules a lab loaded (none the host had before); those still in use stay."""
+    if not MODULES_LOADED_DIR.exists():
+        return
+    modprobe = shutil.which("modprobe") or shutil.which("modprobe", path="/usr/sbin:/sbin")
+    for rec in sorted(MODULES_LOADED_DIR.iterdir()):
+        if modprobe and run([modprobe, "-r", rec.name], check=False).returncode == 0:
+            rec.unlink()
+    with contextlib.suppress(OSError):
+        MODULES_LOADED_DIR.rmdir()
+
+
 def restore_host_sysctls() -> None:
     """Put back the recorded host values, unless a local lab still runs (its bridge exists)."""
-    if not SYSCTL_ORIG_DIR.exists() or any(Path("/sys/class/net").glob("cl-*")):
+    if any(Path("/sys/class/net").glob("cl-*")):
+        return
+    restore_host_modules()
+    if not SYSCTL_ORIG_DIR.exists():
         return
     failed = []
     for orig in sorted(SYSCTL_ORIG_DIR.iterdir()):
@@ -226,12 +282,19 @@ def nameserver_lines(text: str) -> list[str]:
 
 
 def node_nameservers(
-    host_resolv: Path = Path("/etc/resolv.conf"), upstreams: Path = RESOLVED_UPSTREAMS
+    host_resolv: Path = Path("/etc/resolv.conf"),
+    upstreams: Path = RESOLVED_UPSTREAMS,
+    fallback: str = "",
 ) -> list[str]:
     """Nameserver lines a node can use: the host's, unless they are loopback addresses (a
     stub resolver such as systemd-resolved's 127.0.0.53, which no node reaches): then the
-    stub's own upstream servers."""
-    lines = nameserver_lines(host_resolv.read_text())
+    stub's own upstream servers. A host with none of those (offline) gives its nodes
+    `fallback` (the lab's gateway): a resolv.conf with a nameserver line, as CoreDNS and the
+    kubelet want one, even where it does not answer."""
+    try:
+        lines = nameserver_lines(host_resolv.read_text())
+    except OSError:
+        lines = []
     usable = [ln for ln in lines if not _is_loopback(ln.split()[1])]
     if usable:
         return usable
@@ -241,11 +304,16 @@ def node_nameservers(
         ]
         if found:
             return found
-    raise ProviderError(
-        f"the host's nameservers ({', '.join(ln.split()[1] for ln in lines) or 'none'}) are "
-        "loopback addresses no node can reach, and no upstream servers were found in "
-        f"{upstreams}; give the host a reachable nameserver"
+    if not fallback:
+        raise ProviderError(
+            f"the host's nameservers ({', '.join(ln.split()[1] for ln in lines) or 'none'}) are "
+            f"loopback addresses no node can reach, and no upstream servers were found in {upstreams}"
+        )
+    ui.info(
+        f"    no nameserver nodes can reach on this host ({', '.join(ln.split()[1] for ln in lines) or 'none'}): "
+        f"nodes get nameserver {fallback} (names outside the lab do not resolve while offline)"
     )
+    return [f"nameserver {fallback}"]
 
 
 def _is_loopback(addr: str) -> bool:
@@ -260,36 +328,60 @@ class LocalProvider(Provider):
 
     def __init__(self, spec: dict):
         super().__init__(spec)
-        self.bridge = bridge_name(self.lab)
-        self.table = nft_table(self.lab)
+        self._names: dict[str, str] | None = None
         self.cidr = ipaddress.IPv4Network(spec["network"]["cidr"])
         self.gateway = spec["network"]["gateway"]
         self.suite = OSES[spec["os"]].suite
+
+    # ---------------------------------------------------------------- names
+    @property
+    def names(self) -> dict[str, str]:
+        """Machine-wide names of this lab's objects: those recorded for it on the machine
+        (slot-named), else, for a state dir here that no record names, an earlier version's
+        names; for a lab neither recorded nor here, names that match nothing."""
+        if self._names is None:
+            e = registry.entry(self.lab)
+            if e and Path(e["state_dir"]) == self.state and e.get("names"):
+                self._names = dict(e["names"])
+            elif not e and self.state.exists():
+                self._names = registry.legacy_names(self.lab)
+            else:
+                return {"bridge": "", "table": "", "cgroup": "", "machine": ""}
+        return self._names
+
+    @property
+    def bridge(self) -> str:
+        return self.names["bridge"]
+
+    @property
+    def table(self) -> str:
+        return self.names["table"]
+
+    def cgroup_name(self, node: str) -> str:
+        return f"{self.names['cgroup']}.{node}"
 
     # ---------------------------------------------------------------- helpers
     def node_dir(self, node: str) -> Path:
         return self.state / "nodes" / node
 
     def machine(self, node: str) -> str:
-        return f"{self.lab}-{node}"
+        return f"{self.names['machine']}-{node}"
 
     def disk_file(self, node: str, index: int) -> Path:
         """Backing file of the node's index-th data disk (0-based, spec order)."""
         return self.node_dir(node) / "disks" / f"disk{index + 1}.img"
 
-    @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
-        path = RUN_DIR / f"{self.lab}.lock"
-        with path.open("w") as fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ProviderError(
-                    f"another clusterlab command is working on lab {self.lab} "
-                    f"(lock {path}); wait for it to finish"
-                ) from None
-            yield
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        return registry.lab_lock(self.lab)
+
+    def claim(self) -> dict:
+        """Claim the lab's name on the machine (see registry.claim); a lab an earlier version
+        brought up from this directory keeps the names its objects have."""
+        legacy = registry.legacy_names(self.lab)
+        adopt = self.state.exists() and Path(f"/sys/class/net/{legacy['bridge']}").exists()
+        e = registry.claim(self.spec, self.state, legacy if adopt else None)
+        self._names = dict(e["names"])
+        return e
 
     def check_host(self) -> None:
         if os.geteuid() != 0:
@@ -370,17 +462,19 @@ class LocalProvider(Provider):
     def create(self) -> dict[str, Connection]:
         self.check_host()
         with self.lock():
-            if not self._bridge_exists():
-                self.check_network()
+            self.claim()
             self.check_disk_space()
             rootfs = ensure_rootfs(self.suite)
             self.state.mkdir(parents=True, exist_ok=True)
             (self.state / "nodes").mkdir(exist_ok=True)
             key = sshconf.ensure_keypair(self.state)
-            with host_lock():
+            with host_lock():  # the network is checked and taken in one step, on every run
+                self.check_network()
                 self._ensure_bridge()
                 set_host_sysctls()
+                hostkernel_modules()
             self._ensure_nat()
+            self._accept_docker_forwarding()
             host_keys: dict[str, tuple[list[str], str]] = {}
             started = []
             for node in self.spec["nodes"]:
@@ -406,7 +500,7 @@ class LocalProvider(Provider):
         return {n["name"]: Connection(host=n["address"], user="root") for n in self.spec["nodes"]}
 
     def _bridge_exists(self) -> bool:
-        return Path(f"/sys/class/net/{self.bridge}").exists()
+        return bool(self.bridge) and Path(f"/sys/class/net/{self.bridge}").exists()
 
     def _ensure_bridge(self) -> None:
         if not self._bridge_exists():
@@ -417,22 +511,63 @@ class LocalProvider(Provider):
             run(["ip", "addr", "add", addr, "dev", self.bridge])
         run(["ip", "link", "set", self.bridge, "up"])
 
-    def _ensure_nat(self) -> None:
-        """Nodes reach the host's package mirror: masquerade the lab's /24, in our own table.
-
-        Forwarding itself is one of HOST_SYSCTLS.
-        """
-        if run(["nft", "list", "table", "ip", self.table], check=False).returncode == 0:
-            return
-        rules = (
+    def nft_rules(self) -> str:
+        """The lab's own table: masquerade of its /24 towards the uplink, and forwarding scoped
+        to the lab: between its nodes (bridged, seen here with br_netfilter), from its nodes
+        out, and back for connections they opened; anything else to or from its bridge is
+        dropped, so no other network of the host is routed into the lab."""
+        br, net = self.bridge, self.cidr
+        return (
             f"table ip {self.table} {{\n"
             "  chain postrouting {\n"
             "    type nat hook postrouting priority srcnat; policy accept;\n"
-            f'    ip saddr {self.cidr} ip daddr != {self.cidr} oifname != "{self.bridge}" masquerade\n'
+            f'    ip saddr {net} ip daddr != {net} oifname != "{br}" masquerade\n'
+            "  }\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority filter; policy accept;\n"
+            f'    iifname "{br}" oifname "{br}" accept\n'
+            f'    iifname "{br}" ip saddr {net} oifname != "cl-*" accept\n'
+            f'    oifname "{br}" ip daddr {net} ct state established,related accept\n'
+            f'    iifname "{br}" drop\n'
+            f'    oifname "{br}" drop\n'
             "  }\n"
             "}\n"
         )
-        run(["nft", "-f", "-"], input=rules)
+
+    def _ensure_nat(self) -> None:
+        """The lab's nft table (nft_rules), made anew when it differs from the one in place.
+
+        Forwarding itself is one of HOST_SYSCTLS."""
+        have = run(["nft", "list", "table", "ip", self.table], check=False)
+        if have.returncode == 0:
+            if "chain forward" in have.stdout:
+                return
+            run(["nft", "delete", "table", "ip", self.table])
+        run(["nft", "-f", "-"], input=self.nft_rules())
+
+    def _accept_docker_forwarding(self, remove: bool = False) -> None:
+        """Where Docker runs, its FORWARD policy is DROP and bridged node traffic (through
+        br_netfilter) would die there, whatever the lab's table accepts: accept the lab's
+        bridge in DOCKER-USER, the chain Docker leaves to the user (docs.docker.com, "Packet
+        filtering and firewalls"); `down` removes exactly these rules."""
+        iptables = shutil.which("iptables")
+        if not iptables or not self.bridge:
+            return
+        if run([iptables, "-w", "-n", "-L", "DOCKER-USER"], check=False).returncode != 0:
+            return
+        tag = f"clusterlab {self.bridge}"
+        for direction in ("-i", "-o"):
+            rule = [direction, self.bridge, "-m", "comment", "--comment", tag, "-j", "ACCEPT"]
+            present = run([iptables, "-w", "-C", "DOCKER-USER", *rule], check=False).returncode == 0
+            if remove:
+                while present:
+                    run([iptables, "-w", "-D", "DOCKER-USER", *rule])
+                    present = (
+                        run([iptables, "-w", "-C", "DOCKER-USER", *rule], check=False).returncode
+                        == 0
+                    )
+            elif not present:
+                run([iptables, "-w", "-I", "DOCKER-USER", *rule])
 
     def _ensure_node_fs(self, node: dict, rootfs: Path, key: Path) -> str:
         """Overlay mounted, identity written, disks attached; returns the node's host key."""
@@ -452,9 +587,11 @@ class LocalProvider(Provider):
                     str(merged),
                 ]
             )
-        hostkey = merged / "etc/ssh/ssh_host_ed25519_key"
-        if not hostkey.exists():
+        done = merged / IDENTITY_DONE
+        if not done.exists():  # written last: a node interrupted before it gets all of it anew
             self._write_identity(node, merged, key)
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text(node["name"] + "\n")
         self._write_profile(merged)
         for i, d in enumerate(node["disks"]):
             f = self.disk_file(node["name"], i)
@@ -491,7 +628,7 @@ class LocalProvider(Provider):
         resolv = root / "etc/resolv.conf"
         if resolv.is_symlink():
             resolv.unlink()
-        host_ns = node_nameservers()
+        host_ns = node_nameservers(fallback=self.gateway)
         resolv.write_text("\n".join(host_ns) + "\n")
 
     @staticmethod
@@ -628,7 +765,7 @@ class LocalProvider(Provider):
     def _make_cgroups(self, node: str) -> list[Path]:
         dirs = []
         for h in cgroup_hierarchies():
-            d = h / cgroup_name(self.lab, node)
+            d = h / self.cgroup_name(node)
             d.mkdir(exist_ok=True)
             if h.name == "cpuset":
                 for f in ("cpuset.cpus", "cpuset.mems"):
@@ -698,6 +835,8 @@ class LocalProvider(Provider):
             name = node["name"]
             if self.nspawn_pid(name):
                 state = "running"
+            elif self._procs(self._node_cgroups().get(name, [])):
+                state = "orphaned"  # its nspawn died, processes of the node still run
             elif self.node_dir(name).exists():
                 state = "stopped"
             else:
@@ -719,7 +858,9 @@ class LocalProvider(Provider):
     # ---------------------------------------------------------------- destroy
     def _node_cgroups(self) -> dict[str, list[Path]]:
         """node -> its cgroup dirs, found by name in every hierarchy."""
-        prefix = f"clusterlab.{self.lab}."
+        if not self.names["cgroup"]:
+            return {}
+        prefix = self.names["cgroup"] + "."
         found: dict[str, list[Path]] = {}
         for h in cgroup_hierarchies():
             for d in h.glob(prefix + "*"):
@@ -773,6 +914,7 @@ class LocalProvider(Provider):
         if os.geteuid() != 0:
             raise ProviderError("the local provider needs root to remove a lab")
         with self.lock():
+            registry.require_owner(self.lab, self.state)
             sshconf.kill_masters(self.state)
             serve.stop_in(self.state)  # the bundle's file server and registry
             nodes = set(self._node_cgroups()) | {n["name"] for n in self.spec["nodes"]}
@@ -780,14 +922,24 @@ class LocalProvider(Provider):
                 list(pool.map(self.stop_node, sorted(nodes)))
             self._unmount_all()
             self._detach_loops()
-            run(["nft", "delete", "table", "ip", self.table], check=False)
+            if self.table:
+                run(["nft", "delete", "table", "ip", self.table], check=False)
+            self._accept_docker_forwarding(remove=True)
             with host_lock():
-                if self._bridge_exists():
+                if self.bridge and self._bridge_exists():
                     run(["ip", "link", "del", self.bridge])
                 restore_host_sysctls()
-            if self.state.exists():
-                shutil.rmtree(self.state)
-            (RUN_DIR / f"{self.lab}.lock").unlink(missing_ok=True)
+            self._remove_state()
+            registry.release(self.lab, self.state)
+
+    def _remove_state(self) -> None:
+        """Move the state dir out of the way in one step (nothing a later `up` could mistake
+        for a node stays under its name), then delete it; leftovers of an interrupted earlier
+        removal go too."""
+        if self.state.exists():
+            self.state.replace(self.state.with_name(f".{self.lab}.removing-{os.getpid()}"))
+        for old in self.state.parent.glob(f".{self.lab}.removing-*"):
+            shutil.rmtree(old)
 
     def _unmount_all(self) -> None:
         prefix = str(self.state) + "/"
