@@ -147,11 +147,7 @@ def leaks(prov) -> list[str]:
             found.append(f"loop {dev['name']} -> {dev['back-file']}")
     for pid in filter(str.isdigit, os.listdir("/proc")):
         argv = local._cmdline(int(pid))
-        if (
-            argv
-            and "systemd-nspawn" in argv[0]
-            and any(pat["machine"].match(a) for a in argv)
-        ):
+        if argv and "systemd-nspawn" in argv[0] and any(pat["machine"].match(a) for a in argv):
             found.append(f"nspawn process {pid}")
     tables = subprocess.run(["nft", "-j", "list", "tables"], capture_output=True, text=True).stdout
     for item in json.loads(tables or "{}").get("nftables", []):

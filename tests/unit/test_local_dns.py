@@ -34,3 +34,13 @@ def test_no_reachable_nameserver_is_a_clear_error(tmp_path):
     host = write(tmp_path, "resolv", "nameserver 127.0.0.53\n")
     with pytest.raises(ProviderError, match="loopback addresses no node can reach"):
         node_nameservers(host, tmp_path / "missing")
+
+
+def test_offline_host_gives_nodes_the_fallback_nameserver(tmp_path):
+    host = write(tmp_path, "resolv", "nameserver 127.0.0.53\n")
+    assert node_nameservers(host, tmp_path / "missing", fallback="10.213.150.1") == [
+        "nameserver 10.213.150.1"
+    ]
+    assert node_nameservers(tmp_path / "no-resolv", tmp_path / "missing", "10.0.0.1") == [
+        "nameserver 10.0.0.1"
+    ]
