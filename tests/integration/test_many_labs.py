@@ -35,20 +35,24 @@ def poll(what, cond, timeout: float = 60.0):
 
 
 @pytest.fixture(scope="module")
-def world(module_labs, tmp_path_factory):
-    rec = tmp_path_factory.mktemp("record")
-    os.environ["CLUSTERLAB_RECORD_DIR"] = str(rec)
-    try:
-        by = module_labs.spec("lcby", 150, disks=["5G"])
-        lca = module_labs.spec("lca", 151, disks=["5G"])
-        for s in (by, lca):
-            module_labs.provider(s)
-            module_labs.cli("up", "--lab", s["name"], "--until", "provision")
-        yield module_labs
-        for s in (by, lca):
-            module_labs.cli("down", "--lab", s["name"], check=False)
-    finally:
-        del os.environ["CLUSTERLAB_RECORD_DIR"]
+def record(tmp_path_factory):
+    """The module's own machine record (set up before, and gone after, the labs' leak check,
+    which destroys leftovers by the names recorded there)."""
+    os.environ["CLUSTERLAB_RECORD_DIR"] = str(tmp_path_factory.mktemp("record"))
+    yield
+    del os.environ["CLUSTERLAB_RECORD_DIR"]
+
+
+@pytest.fixture(scope="module")
+def world(record, module_labs):
+    by = module_labs.spec("lcby", 150, disks=["5G"])
+    lca = module_labs.spec("lca", 151, disks=["5G"])
+    for s in (by, lca):
+        module_labs.provider(s)
+        module_labs.cli("up", "--lab", s["name"], "--until", "provision")
+    yield module_labs
+    for s in (by, lca):
+        module_labs.cli("down", "--lab", s["name"], check=False)
 
 
 def prov_of(world, name: str) -> local.LocalProvider:
