@@ -1,4 +1,5 @@
-"""Benchmark the prepare stage on fresh 3-node local labs (root needed; wrap it in flock).
+"""Benchmark the prepare stage on fresh 3-node local labs (root needed; on a shared machine
+serialise it with the other runs that make labs, as below).
 
 Two configurations, each on its own fresh lab, measured in the same run:
 
@@ -17,7 +18,7 @@ verify layer; median of --runs). On the project's lab also a re-run with the fas
 counted by an ssh_executable that counts its runs. Then the per-task profile of the
 project's first run and re-run (where the time goes).
 
-    flock /tmp/clusterlab-lab.lock python benchmarks/prepare.py [--runs 3]
+    flock /work/labtest.lock python benchmarks/prepare.py [--runs 3]
 """
 
 from __future__ import annotations
