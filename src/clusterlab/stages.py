@@ -380,8 +380,9 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
         checked += 1
     if not checked:
         raise ProviderError(
-            f"verify: nothing to check on lab {spec['name']}: no stage is recorded as done "
-            f"({state / 'stages'}); {progname.cmd('up')} runs the stages and records them"
+            f"verify: nothing to check on lab {spec['name']}: none of its layers has run "
+            f"(stage records: {state / 'stages'}); {progname.cmd('up')} runs the stages and "
+            "records them"
         )
 
 

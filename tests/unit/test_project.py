@@ -50,6 +50,7 @@ def test_inv_list_and_clusterlab_help_list_the_same_tasks():
         "up",
         "down",
         "status",
+        "labs",
         "ssh",
         "prepare",
         "kubernetes",

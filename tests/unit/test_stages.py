@@ -128,7 +128,8 @@ def test_the_demos_layer_runs_only_when_a_demo_ran(tmp_path, monkeypatch, capsys
     (tmp_path / "lab1").mkdir()
     (tmp_path / "lab1" / "hosts.yml").write_text("all: {}\n")
     assert (paths.TESTS_INFRA / stages.LAYERS["demos"]).is_file()
-    stages.verify(spec, ["demos"])
+    with pytest.raises(ProviderError, match="nothing to check on lab lab1"):
+        stages.verify(spec, ["demos"])  # a verify that checked nothing says so, and fails
     assert "verify demos: skipped (no demo has run on this lab" in capsys.readouterr().err
     ran = []
     monkeypatch.setattr(stages.subprocess, "call", lambda cmd, **kw: ran.append(cmd) or 0)
