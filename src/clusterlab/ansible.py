@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clusterlab import paths, sshconf
+from clusterlab import files, paths, sshconf
 from clusterlab import progress as progress_mod
 
 RECAP_RE = re.compile(
@@ -122,7 +122,7 @@ def run_playbook(
     else:
         events = log.with_name(log.stem + ".events.jsonl")
         returncode, stdout, stderr = _run_with_events(cmd, run_env, events, progress, log)
-    with private_file(log) as fh:
+    with files.naming(log), private_file(log) as fh:
         fh.write(f"$ {' '.join(cmd)}\n{stdout}{stderr}\n")
     result = recap(stdout)
     if returncode != 0:

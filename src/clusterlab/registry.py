@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from clusterlab import procs
+from clusterlab.files import atomic_write
 from clusterlab.providers.base import ProviderError
 
 RECORD_DIR = Path("/var/lib/clusterlab")
@@ -52,21 +53,6 @@ def record_file() -> Path:
 def locks_dir() -> Path:
     env = os.environ.get("CLUSTERLAB_RECORD_DIR")
     return (Path(env) if env else RUN_DIR) / "locks"
-
-
-def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write path whole or not at all: a temporary file beside it, flushed, renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.chmod(mode)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

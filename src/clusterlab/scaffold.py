@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from clusterlab import paths
+from clusterlab import files, paths
 from clusterlab.providers.base import ProviderError
 from clusterlab.spec import FIELDS, REQUIRED, SpecError, load_spec_file, load_spec_text
 
@@ -107,6 +107,5 @@ def create(name: str, example: str) -> Path:
     if target.exists():
         raise ProviderError(f"{target} exists; not overwritten")
     text = lab_text(name, example)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    files.atomic_write(target, text)
     return target

@@ -21,10 +21,10 @@ from clusterlab import (
     artifacts,
     become,
     bundle,
+    files,
     paths,
     progname,
     progress,
-    registry,
     serve,
     ui,
 )
@@ -106,7 +106,7 @@ def done_marker(spec: dict, stage: str) -> Path:
 
 
 def mark_done(spec: dict, stage: str) -> None:
-    registry.atomic_write(done_marker(spec, stage), time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
+    files.atomic_write(done_marker(spec, stage), time.strftime("%Y-%m-%dT%H:%M:%S%z") + "\n")
 
 
 def clear_done_after(spec: dict, stage: str) -> None:
@@ -153,7 +153,7 @@ def record_timing(spec: dict, stage: str, seconds: float) -> None:
     path = paths.state_dir(spec["name"]) / "timings.json"
     data = read_timings(spec)
     data[stage] = round(seconds, 2)
-    registry.atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    files.atomic_write(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def timings_table(spec: dict, names: list[str]) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -283,4 +284,131 @@ def test_host_kernel_and_lab_forwarding(world):
     other = prov_of(world, "lcby")
     res = ssh(other, "node1", "ping -c1 -W1 10.213.151.11", check=False)
     assert res.returncode != 0
+    untouched(world)
+
+
+def test_sigterm_during_up_is_143_and_heals(world):
+    spec = world.spec("lcd", 154, nodes=2, disks=["5G"])
+    prov = world.provider(spec)
+    proc = subprocess.Popen(
+        world.cli_argv("up", "--lab", "lcd", "--until", "provision"),
+        env=world.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    poll("a node's overlay", (prov.state / "nodes/node1/upper").is_dir, 120)
+    proc.terminate()
+    assert proc.wait(60) == 143
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert "interrupted" in err
+    assert "Traceback" not in err
+    world.cli("up", "--lab", "lcd", "--until", "provision")
+    prov._names = None
+    assert ssh(prov, "node1", "ping -c1 -W2 10.213.154.12").returncode == 0
+    untouched(world)
+
+
+def iptables(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, check=check)
+
+
+def test_docker_forward_drop_is_passed_by_the_labs_own_rules(world):
+    """A host with Docker: FORWARD jumps to DOCKER-USER, then drops (Docker's policy; here a
+    drop scoped to this lab's bridge, so no other network of the host is disturbed)."""
+    if not shutil.which("iptables"):
+        pytest.skip("no iptables")
+    if (
+        subprocess.run(["nft", "list", "table", "ip", "filter"], capture_output=True).returncode
+        == 0
+    ):
+        pytest.skip("the host has an iptables filter table of its own; not touched")
+    prov = prov_of(world, "lcd")
+    try:
+        iptables("-N", "DOCKER-USER")
+        iptables("-A", "FORWARD", "-j", "DOCKER-USER")
+        iptables("-A", "FORWARD", "-i", prov.bridge, "-j", "DROP")
+        world.cli("up", "--lab", "lcd", "--until", "provision")
+        rules = iptables("-S", "DOCKER-USER").stdout
+        assert f"-i {prov.bridge}" in rules
+        assert f"-o {prov.bridge}" in rules
+        assert ssh(prov, "node1", "ping -c1 -W2 10.213.154.12").returncode == 0
+        for d in ("-i", "-o"):  # without them, the drop takes the lab's traffic
+            tag = f"clusterlab {prov.bridge}"
+            iptables(
+                "-D",
+                "DOCKER-USER",
+                d,
+                prov.bridge,
+                "-m",
+                "comment",
+                "--comment",
+                tag,
+                "-j",
+                "ACCEPT",
+            )
+        assert ssh(prov, "node1", "ping -c1 -W2 10.213.154.12", check=False).returncode != 0
+        world.cli("up", "--lab", "lcd", "--until", "provision")
+        assert ssh(prov, "node1", "ping -c1 -W2 10.213.154.12").returncode == 0
+        world.cli("down", "--lab", "lcd")
+        assert "clusterlab" not in iptables("-S", "DOCKER-USER").stdout
+    finally:
+        world.cli("down", "--lab", "lcd", check=False)
+        subprocess.run(["nft", "delete", "table", "ip", "filter"], capture_output=True)
+    untouched(world)
+
+
+@pytest.mark.parametrize("fs", ["full", "read-only"])
+def test_full_or_read_only_disk_is_one_line(world, tmp_path, fs):
+    where = tmp_path / fs
+    where.mkdir()
+    opts = "size=64k" if fs == "full" else "size=64k,ro"
+    subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "lcfs", str(where)], check=True)
+    try:
+        if fs == "full":
+            subprocess.run(
+                ["dd", "if=/dev/zero", f"of={where / 'fill'}", "bs=4k"], capture_output=True
+            )
+        res = subprocess.run(
+            world.cli_argv("init", "lcq"),
+            cwd=where,
+            env=world.env(),
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+    assert res.returncode == 1
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1, res.stderr
+    assert str(where) in errors[0]
+    assert ("No space left" if fs == "full" else "Read-only") in errors[0]
+    assert "Traceback" not in res.stderr
+
+
+def test_interrupted_stage_says_so_keeps_its_log_and_heals(world):
+    prov = prov_of(world, "lca")
+    log = prov.state / "logs" / "prepare.log"
+    events = log.with_name("prepare.events.jsonl")
+    proc = subprocess.Popen(
+        world.cli_argv("prepare", "--lab", "lca"),
+        env=world.env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    poll("the first task", lambda: events.exists() and '"task"' in events.read_text(), 120)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert "interrupted prepare" in err
+    assert "FAILED" not in err
+    text = log.read_text()
+    assert "ansible-playbook" in text
+    assert "(interrupted)" in text
+    assert not (prov.state / "stages" / "prepare.done").exists()
+    world.cli("prepare", "--lab", "lca")
+    assert (prov.state / "stages" / "prepare.done").exists()
     untouched(world)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from clusterlab import registry
+from clusterlab.files import atomic_write
 from clusterlab.providers.base import ProviderError
 
 pytestmark = pytest.mark.unit
@@ -80,8 +81,8 @@ def test_corrupt_record_is_one_clear_error(record):
 
 def test_atomic_write_leaves_no_temporary(tmp_path):
     target = tmp_path / "x" / "f.json"
-    registry.atomic_write(target, "one\n")
-    registry.atomic_write(target, "two\n")
+    atomic_write(target, "one\n")
+    atomic_write(target, "two\n")
     assert target.read_text() == "two\n"
     assert [p.name for p in target.parent.iterdir()] == ["f.json"]
 
