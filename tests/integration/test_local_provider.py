@@ -14,9 +14,8 @@ import pytest
 import testinfra
 from nodes import disks, ssh
 
-from clusterlab import ansible, sshconf
+from clusterlab import ansible, registry, sshconf
 from clusterlab.providers import ProviderError
-from clusterlab.providers.local import RUN_DIR
 from clusterlab.providers.rootfs import ensure_rootfs
 
 
@@ -163,10 +162,10 @@ def test_refusals_create_nothing(labs):
     assert not big.state.exists()
 
     locked = labs.provider(labs.spec("itlock", 108))
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    with (RUN_DIR / "itlock.lock").open("w") as fh:
+    registry.locks_dir().mkdir(parents=True, exist_ok=True)
+    with registry.lock_path("itlock").open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        with pytest.raises(ProviderError, match="another clusterlab command"):
+        with pytest.raises(ProviderError, match="lab itlock is busy"):
             locked.create()
     assert not locked.state.exists()
 
