@@ -347,6 +347,7 @@ def rook(c, lab=None):
 def ceph(c, lab=None):
     """Run a ceph command in the lab's Rook toolbox: ceph -- status."""
     s = load(c, lab)
+    here(s)
     args = shlex.split(getattr(c, "remainder", "") or "") or ["status"]
     cmd = access.kubectl_command(s, access.toolbox_exec(args))
     raise Exit(code=subprocess.call(cmd, env=access.kubectl_env(s)))
@@ -388,13 +389,16 @@ def artifacts_(c, action, lab=None, out=None):
 @lab_task
 def kubeconfig(c, lab=None):
     """Print the path of the lab's admin kubeconfig (written by the Kubernetes stage)."""
-    print(access.kubeconfig_path(load(c, lab)))
+    s = load(c, lab)
+    here(s)
+    print(access.kubeconfig_path(s))
 
 
 @lab_task
 def kubectl(c, lab=None):
     """Run the lab's checksummed kubectl against its cluster: kubectl -- get nodes -o wide."""
     s = load(c, lab)
+    here(s)
     args = shlex.split(getattr(c, "remainder", "") or "")
     raise Exit(code=subprocess.call(access.kubectl_command(s, args), env=access.kubectl_env(s)))
 

@@ -145,6 +145,14 @@ def _free_slot(labs: dict[str, dict]) -> int:
     return slot
 
 
+def stale(e: dict) -> bool:
+    """A recorded lab whose state dir was deleted and whose bridge (if any) is gone."""
+    bridge = (e.get("names") or {}).get("bridge")
+    return not Path(e["state_dir"]).exists() and not (
+        bridge and Path(f"/sys/class/net/{bridge}").exists()
+    )
+
+
 def claim(
     spec: dict, state_dir: Path, legacy: dict[str, str] | None = None
 ) -> dict:  # the lab's entry
@@ -154,6 +162,8 @@ def claim(
     with host_lock():
         labs = read()
         own = labs.get(name)
+        if own and Path(own["state_dir"]) != state_dir and stale(own):
+            own = None  # its directory and objects are gone: the name is free again
         if own and Path(own["state_dir"]) != state_dir:
             raise NotOwner(
                 f"lab name {name} is in use on this machine by {own['state_dir']}; "

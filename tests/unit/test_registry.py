@@ -42,6 +42,7 @@ def test_second_lab_gets_its_own_slot(tmp_path):
 
 
 def test_name_held_by_another_directory_is_refused(tmp_path):
+    (tmp_path / "a").mkdir()  # the owner's state dir exists
     registry.claim(spec("lcsame"), tmp_path / "a")
     with pytest.raises(registry.NotOwner, match=str(tmp_path / "a")):
         registry.claim(spec("lcsame"), tmp_path / "b")
@@ -112,3 +113,16 @@ def test_lab_lock_refuses_a_second_process_naming_the_holder(record):
         holder.communicate("\n")
     with registry.lab_lock("lclock"), registry.lab_lock("lclock"):  # nested: free
         assert registry.lock_path("lclock").read_text().split()[0].isdigit()
+
+
+def test_a_name_whose_directory_is_gone_is_free_again(tmp_path):
+    gone = tmp_path / "gone" / ".clusterlab" / "lcstale"
+    gone.mkdir(parents=True)
+    first = registry.claim(spec("lcstale"), gone)
+    with pytest.raises(registry.NotOwner):
+        registry.claim(spec("lcstale"), tmp_path / "b")
+    gone.rmdir()  # removed by hand, and no bridge of the lab exists (slot names never made)
+    assert not (tmp_path / "b").exists()
+    again = registry.claim(spec("lcstale"), tmp_path / "b")
+    assert again["state_dir"] == str(tmp_path / "b")
+    assert first["state_dir"] != again["state_dir"]
