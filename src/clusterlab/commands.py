@@ -231,6 +231,7 @@ def up(c, lab=None, until=None, trust_new_hosts=False, bundle=None):
     if bundle:
         stages.use_bundle(s, bundle)
     prov.trust_new_hosts = trust_new_hosts
+    prov.check_user()
     with working_on(s):
         ui.info(stages.timings_table(s, _up(s, prov, until)))
 
@@ -244,10 +245,16 @@ def _up(s: dict, prov, until: str | None = None) -> list[str]:
         raise ProviderError(
             "missing host packages; run as root:\n  " + hostprereq.apt_command(setup_missing)
         )
+    fresh = registry.entry(s["name"]) is None
     prov.claim()  # the lab's name on this machine, before anything is made
     start = time.monotonic()
-    with ui.stage(f"provision ({s['provider']})"):
-        prov.create()
+    try:
+        with ui.stage(f"provision ({s['provider']})"):
+            prov.create()
+    except Exception:
+        if fresh and not prov.state.exists():  # refused before it made anything
+            registry.release(s["name"], prov.state)
+        raise
     stages.record_timing(s, "provision", time.monotonic() - start)
     return ["provision", *_run_stages(s, todo)]
 

@@ -31,6 +31,9 @@ class Provider:
         self.state = paths.state_dir(self.lab)
         self.trust_new_hosts = False  # only the static provider meets hosts it did not make
 
+    def check_user(self) -> None:
+        """Refuse a user this provider cannot work as (before any lock or claim)."""
+
     def claim(self) -> dict:
         """Claim the lab's name on this machine for this state dir (registry.claim)."""
         from clusterlab import registry  # noqa: PLC0415  (registry imports this module)

@@ -383,12 +383,15 @@ class LocalProvider(Provider):
         self._names = dict(e["names"])
         return e
 
-    def check_host(self) -> None:
+    def check_user(self) -> None:
         if os.geteuid() != 0:
             raise ProviderError(
                 "the local provider needs root (it creates bridges, loop devices, mounts and "
                 "nspawn machines); run as root, or use the vagrant or static provider"
             )
+
+    def check_host(self) -> None:
+        self.check_user()
         if OSES[self.spec["os"]].family != "debian" or not self.suite:
             raise ProviderError(
                 f"the local provider runs only Debian-family nodes; {self.spec['os']} runs on: "
@@ -462,8 +465,8 @@ class LocalProvider(Provider):
     def create(self) -> dict[str, Connection]:
         self.check_host()
         with self.lock():
-            self.claim()
             self.check_disk_space()
+            self.claim()
             rootfs = ensure_rootfs(self.suite)
             self.state.mkdir(parents=True, exist_ok=True)
             (self.state / "nodes").mkdir(exist_ok=True)
