@@ -276,7 +276,13 @@ def down(c, lab=None):
     """Destroy the lab's nodes and everything the provider made; safe on a lab already gone."""
     s, prov = _provider(c, lab)
     with working_on(s), ui.stage("destroy"):
-        prov.destroy()
+        _destroy(s, prov)
+
+
+def _destroy(s: dict, prov: Any) -> None:
+    """The provider's destroy, then the lab's name is free on the machine."""
+    prov.destroy()
+    registry.release(s["name"], prov.state)
 
 
 @lab_task(help={"json": "Print the lab (as `labs --json` shows it) and its nodes as JSON."})
@@ -496,7 +502,7 @@ def _rebuild(s: dict, prov: Any, keep_nodes: bool, until: str | None, yes: bool)
         ran = [st.name for st in todo if st.playbook] + [f"verify-{x}" for x in layers]
     else:
         with ui.stage("rebuild: down", timings):
-            prov.destroy()
+            _destroy(s, prov)
         with ui.stage("rebuild: up", timings):
             ran = _up(s, prov, until)
         stages.record_timing(s, "down", timings["rebuild: down"])  # destroy took the old record

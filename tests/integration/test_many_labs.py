@@ -272,6 +272,14 @@ def test_sigkill_of_down_while_deleting_heals_by_down(world):
 
 def test_host_kernel_and_lab_forwarding(world):
     prov = prov_of(world, "lca")
+    res = world.cli("up", "--lab", "lca", "--until", "provision")
+    lacking = [m for m in local.STORAGE_MODULES if not local._module_present(m)]
+    if lacking:  # said, naming each; never a refusal
+        assert f"host kernel modules {', '.join(lacking)} could not be loaded" in res.stderr
+    else:
+        assert "could not be loaded" not in res.stderr
+    for mod in local.HOST_MODULES:
+        assert local._module_present(mod)
     out = ssh(prov, "node1", "cat /proc/sys/net/bridge/bridge-nf-call-iptables").stdout
     assert out.strip() in ("0", "1")
     assert "overlay" in Path("/proc/filesystems").read_text()
