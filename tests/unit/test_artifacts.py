@@ -235,7 +235,7 @@ def test_up_refuses_a_bundle_that_lacks_anything_before_touching_a_node(tmp_path
     archive = b / "images/registry.k8s.io/pause" / f"{pause.tag}.tar"
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"x")
-    entry = {"path": str(archive.relative_to(b)), "digest": "sha256:0", "pinned": None}
+    entry = {"path": str(archive.relative_to(b)), "digest": "sha256:" + "0" * 64, "pinned": None}
     (b / "index.json").write_text(
         json.dumps({"format": 1, "files": {}, "images": {pause.ref: entry}})
     )
