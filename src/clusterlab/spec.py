@@ -233,7 +233,8 @@ IMAGE_REF_RE = re.compile(
     rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?"
 )
 URL_RE = re.compile(rf"https?://{_DOMAIN}(?:/[A-Za-z0-9._~%+,=@:-]*)*", re.IGNORECASE)
-PATH_CHARS = re.compile(r"[A-Za-z0-9._+,:@=/~-]+")
+PATH_CHARS = re.compile(r"[A-Za-z0-9._+,@=/~-]+")
+DEVICE_CHARS = re.compile(r"[A-Za-z0-9._+,:@=/-]+")  # by-path names carry PCI addresses
 LAB_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")
 HOSTNAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
 
@@ -292,9 +293,11 @@ SYSTEM_DIRS = frozenset(
 SYSTEM_TREES = ("/proc/", "/sys/", "/dev/", "/run/", "/boot/", "/etc/", "/usr/")
 
 
-def _path(value: str, *, absolute: bool, home: bool = False) -> tuple[str, str | None]:
+def _path(
+    value: str, *, absolute: bool, home: bool = False, chars: re.Pattern = PATH_CHARS
+) -> tuple[str, str | None]:
     """A path of plain characters without '..' components, normalised (no //, ./, trailing /)."""
-    if not PATH_CHARS.fullmatch(value):
+    if not chars.fullmatch(value):
         return value, "has characters a path here cannot have"
     if ".." in value.split("/"):
         return value, "has a '..' component"
@@ -302,7 +305,8 @@ def _path(value: str, *, absolute: bool, home: bool = False) -> tuple[str, str |
         return value, "has '~' other than a leading ~/"
     if absolute and not (value.startswith("/") or (home and value.startswith("~"))):
         return value, "is not an absolute path" + (" or ~/…" if home else "")
-    return posixpath.normpath(value), None
+    norm = posixpath.normpath(value)
+    return ("/" + norm.lstrip("/") if norm.startswith("//") else norm), None
 
 
 def _g_regex(rx: re.Pattern, what: str) -> Callable[[str], tuple[str, str | None]]:
@@ -313,7 +317,7 @@ def _g_regex(rx: re.Pattern, what: str) -> Callable[[str], tuple[str, str | None
 
 
 def _g_device(value: str) -> tuple[str, str | None]:
-    norm, problem = _path(value, absolute=True)
+    norm, problem = _path(value, absolute=True, chars=DEVICE_CHARS)
     if problem and value.startswith("/dev/"):
         return value, problem
     if problem or not norm.startswith("/dev/"):
@@ -333,7 +337,7 @@ def _g_data_dir(value: str) -> tuple[str, str | None]:
 
 
 def _g_filter(value: str) -> tuple[str, str | None]:
-    if not re.fullmatch(r"[A-Za-z0-9^$.*+?()\[\]{}|\\,:_/-]{1,128}", value):
+    if not re.fullmatch(r"[A-Za-z0-9^$.*+?()\[\]{}|\\,_-]{1,128}", value):
         return value, "has characters a device filter cannot have"
     try:
         re.compile(value)
@@ -612,6 +616,7 @@ def normalize(raw: Any) -> dict:
     if ck.problems and not isinstance(raw, dict):
         raise SpecError(ck.problems)
 
+    _refuse_unsafe_text(ck, raw, "")
     out: dict[str, Any] = {}
     out["name"] = ck.get(top, "name", "", "name")
     provider = out["provider"] = ck.get(top, "provider", "", "provider")
@@ -707,6 +712,21 @@ def normalize(raw: Any) -> dict:
     if ck.problems:
         raise SpecError(ck.problems)
     return out
+
+
+def _refuse_unsafe_text(ck: _Checker, value: Any, path: str) -> None:
+    """Every string anywhere in the raw spec (enums and list items too): template markup,
+    newlines and control characters refused at its field path, whatever the field."""
+    if isinstance(value, str):
+        problem = unsafe_text(value)
+        if problem:
+            ck.refuse(path or "(top)", problem)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unsafe_text(ck, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_unsafe_text(ck, item, f"{path}[{i}]")
 
 
 def disk_device(spec_provider: str, vagrant_provider: str | None, index: int) -> str | None:
