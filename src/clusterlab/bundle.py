@@ -104,16 +104,19 @@ def index_problems(data: dict[str, Any]) -> list[str]:
         if isinstance(value, str):
             problem = unsafe_text(value)
             if problem:
-                out.append(f"{where}: {problem}")
+                out.append(f"{where or '(top)'}: {problem}")
         elif isinstance(value, dict):
             for k, v in value.items():
-                strings(f"{where}[{k!r}]", k)
-                strings(f"{where}[{k!r}]", v)
+                inner = f"{where}.{k}" if where and not isinstance(v, dict) else f"{where}[{k!r}]"
+                if not where:
+                    inner = str(k)
+                strings(f"{where}[{k!r}]" if where else str(k), k)
+                strings(inner, v)
         elif isinstance(value, list):
             for i, v in enumerate(value):
                 strings(f"{where}[{i}]", v)
 
-    strings("index", data)
+    strings("", data)
     if out:
         return out
 

@@ -217,7 +217,7 @@ def unsafe_text(value: str) -> str | None:
         return None
     found = m.group(0)
     if found.startswith("{"):
-        return f"contains template markup {found!r}: spec values are data, never templates"
+        return f"contains template markup {found!r}: values are data, never templates"
     return f"contains a control character {found!r}: newlines and control characters are refused"
 
 
