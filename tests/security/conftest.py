@@ -125,7 +125,9 @@ class Project:
 
 @pytest.fixture
 def project(tmp_path) -> Project:
-    return Project(tmp_path)
+    root = tmp_path / "project"
+    root.mkdir()
+    return Project(root)
 
 
 @pytest.fixture
