@@ -165,3 +165,20 @@ def test_inventory_tags_spec_values_but_not_connection_vars_or_keys(scratch):
     assert isinstance(back["vars"]["rook_version"], Unsafe)
     assert plain(back) == plain(inv)
     assert type(plain(back)["vars"]["rook_version"]) is str
+
+
+def test_demo_manifests_write_spec_values_through_a_serializer(scratch):
+    """The rook-modes demo's node view mounts rook.data_dir_host_path: a newline in it once
+    added a document to the demo's manifests. Now the path is one YAML string."""
+    spec, injected = poisoned_spec(scratch)
+    spec["demos"] = ["rook-modes"]
+    inv = inventory.render(spec, get_provider(spec).planned_connections())
+    manifests.render_demos(spec, inv, scratch / "out")
+    text = (scratch / "out" / "demos" / "rook-modes" / "node-view.yaml").read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert [d["kind"] for d in docs] == ["Pod"]
+    (volume,) = docs[0]["spec"]["volumes"]
+    assert volume["hostPath"]["path"] == injected["rook.data_dir_host_path"]
+    (container,) = docs[0]["spec"]["containers"]
+    assert container["image"].startswith(injected["artifacts.image_registry"] + "/")
+    assert pwned(scratch) == []
