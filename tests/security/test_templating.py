@@ -182,3 +182,16 @@ def test_demo_manifests_write_spec_values_through_a_serializer(scratch):
     (container,) = docs[0]["spec"]["containers"]
     assert container["image"].startswith(injected["artifacts.image_registry"] + "/")
     assert pwned(scratch) == []
+
+
+@pytest.mark.parametrize("domain", ["cluster.local\nx", "x;id", "cluster.local{{ 1 }}", "UP.local"])
+def test_a_dns_domain_that_would_reach_a_demo_script_is_refused(domain, scratch):
+    from clusterlab.demos import runner
+    from clusterlab.demos.base import DemoError
+
+    spec, _ = poisoned_spec(scratch)
+    inv = inventory.render(spec, get_provider(spec).planned_connections())
+    runner.context(inv)  # the lab's own inventory passes
+    inv["all"]["vars"]["clusterlab_dns_domain"] = domain
+    with pytest.raises(DemoError, match="clusterlab_dns_domain"):
+        runner.context(inv)
