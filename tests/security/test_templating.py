@@ -19,6 +19,8 @@ import pytest
 import yaml
 
 from clusterlab import ansible, inventory, manifests, paths
+from clusterlab.demos import runner
+from clusterlab.demos.base import DemoError
 from clusterlab.providers import get_provider
 from clusterlab.spec import normalize
 from clusterlab.yamltags import Unsafe, plain
@@ -186,9 +188,6 @@ def test_demo_manifests_write_spec_values_through_a_serializer(scratch):
 
 @pytest.mark.parametrize("domain", ["cluster.local\nx", "x;id", "cluster.local{{ 1 }}", "UP.local"])
 def test_a_dns_domain_that_would_reach_a_demo_script_is_refused(domain, scratch):
-    from clusterlab.demos import runner
-    from clusterlab.demos.base import DemoError
-
     spec, _ = poisoned_spec(scratch)
     inv = inventory.render(spec, get_provider(spec).planned_connections())
     runner.context(inv)  # the lab's own inventory passes
