@@ -35,10 +35,11 @@ def _represent(dumper: yaml.SafeDumper, data: Unsafe) -> yaml.Node:
 
 
 def wrap(value: Any, skip_prefix: str | None = None) -> Any:
-    """value with every string in it (not dict keys) made Unsafe; mapping entries whose key
+    """value with every non-empty string in it (not dict keys) made Unsafe; entries whose key
     starts with skip_prefix are left as they are (Ansible's connection variables)."""
     if isinstance(value, str):
-        return Unsafe(value)
+        # an empty string carries no template; and Ansible reads `!unsafe ''` as null
+        return Unsafe(value) if value else value
     if isinstance(value, list | tuple):
         return [wrap(v, skip_prefix) for v in value]
     if isinstance(value, dict):
