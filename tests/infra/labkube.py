@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clusterlab.yamltags import plain  # also registers the !unsafe tag of hosts.yml
+
 
 def read_inventory(path: str | Path) -> dict:
     """vars (all.vars), hosts (sorted names), hostvars (name -> vars), groups (name -> sorted
     hosts) and path of the inventory the suite runs against."""
-    inv = yaml.safe_load(Path(path).read_text())["all"]
+    inv = plain(yaml.safe_load(Path(path).read_text()))["all"]
     groups = {g: sorted((v or {}).get("hosts") or {}) for g, v in inv["children"].items()}
     return {
         "path": Path(path),
