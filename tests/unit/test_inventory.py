@@ -219,3 +219,18 @@ def test_failures_pick_the_top_level_message():
         "node3: refusing to reset node3: /dev/vdb: /dev/vdb is mounted at /mnt/data",
         "node1: Path /etc/hosts does not exist !",
     ]
+
+
+def test_ansible_reads_spec_values_as_unsafe_and_connection_vars_as_plain(tmp_path):
+    """What Ansible itself makes of hosts.yml: every spec value is unsafe (never templated),
+    the connection variables are plain."""
+    spec = load_spec_file(paths.lab_spec_file("static-sample"))
+    inv_file = inventory.write(spec, get_provider(spec).planned_connections(), tmp_path)
+    raw = ansible_inventory_list(inv_file, raw=True)
+    hv = raw["_meta"]["hostvars"]["ceph1"]
+    assert hv["rook_version"] == {"__ansible_unsafe": spec["rook"]["version"]}
+    assert hv["rook_data_dir_host_path"] == {"__ansible_unsafe": "/var/lib/rook"}
+    assert hv["ip"] == {"__ansible_unsafe": "10.10.20.11"}
+    assert hv["lab_disks"] == [{"__ansible_unsafe": "/dev/sdb"}]
+    assert hv["ansible_host"] == "10.10.20.11"
+    assert hv["ansible_user"] == "admin"
