@@ -63,6 +63,19 @@ def plain(value: Any) -> Any:
     return value
 
 
+def from_ansible_json(value: Any) -> Any:
+    """value as Ansible's JSON gives it (ansible-inventory --list, testinfra's
+    get_variables): an unsafe string there is {"__ansible_unsafe": "..."}; the plain
+    string back, everywhere in value."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: from_ansible_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_ansible_json(v) for v in value]
+    return value
+
+
 for _loader in (yaml.SafeLoader, getattr(yaml, "CSafeLoader", None)):
     if _loader is not None:
         _loader.add_constructor(TAG, _construct)

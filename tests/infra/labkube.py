@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clusterlab.yamltags import plain  # also registers the !unsafe tag of hosts.yml
+from clusterlab.yamltags import from_ansible_json, plain  # also registers !unsafe
 
 
 def read_inventory(path: str | Path) -> dict:
@@ -42,3 +42,8 @@ def kubectl(
     if check and res.returncode != 0:
         pytest.fail(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
     return res.stdout
+
+
+def host_vars(host) -> dict:
+    """The host's variables as testinfra's Ansible backend gives them, unsafe values plain."""
+    return from_ansible_json(host.ansible.get_variables())

@@ -14,20 +14,9 @@ from clusterlab import ansible, inventory, paths
 from clusterlab.ansible import failures
 from clusterlab.providers import get_provider
 from clusterlab.spec import load_spec_file, normalize
+from clusterlab.yamltags import from_ansible_json
 
 LABS = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
-
-
-def unsafe_values(data):
-    """ansible-inventory's JSON of a value read as !unsafe is {"__ansible_unsafe": value}:
-    the plain value back, and whether every string of the spec came back that way."""
-    if isinstance(data, dict):
-        if set(data) == {"__ansible_unsafe"}:
-            return data["__ansible_unsafe"]
-        return {k: unsafe_values(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [unsafe_values(v) for v in data]
-    return data
 
 
 def ansible_inventory_list(inv_file, raw: bool = False) -> dict:
@@ -39,7 +28,7 @@ def ansible_inventory_list(inv_file, raw: bool = False) -> dict:
         check=True,
     )
     data = json.loads(res.stdout)
-    return data if raw else unsafe_values(data)
+    return data if raw else from_ansible_json(data)
 
 
 @pytest.mark.parametrize("lab", LABS)
