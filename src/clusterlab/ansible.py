@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import subprocess
@@ -103,8 +104,8 @@ def run_playbook(
     `progress` shows them live.
     """
     cmd = [bin_path("ansible-playbook"), "-i", str(inventory), str(playbook)]
-    for key, value in (extra_vars or {}).items():
-        cmd += ["-e", f"{key}={value}"]
+    if extra_vars:  # JSON: a value with spaces or '=' stays one value (key=value splits)
+        cmd += ["-e", json.dumps(extra_vars)]
     cmd += extra_args or []
     log.parent.mkdir(parents=True, exist_ok=True)
     run_env = env()

@@ -30,6 +30,7 @@ from typing import Any
 
 from clusterlab import progname
 from clusterlab.artifacts import Artifacts, FileArtifact, ImageArtifact
+from clusterlab.spec import IMAGE_REF_RE, URL_RE, SpecError, unsafe_text
 
 INDEX = "index.json"
 FORMAT = 1
@@ -60,11 +61,96 @@ def read_index(bundle: Path) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise BundleError(f"{path}: not a bundle index ({exc})") from None
-    if data.get("format") != FORMAT:
-        raise BundleError(f"{path}: bundle format {data.get('format')!r}, expected {FORMAT}")
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        found = data.get("format") if isinstance(data, dict) else data
+        raise BundleError(f"{path}: bundle format {found!r}, expected {FORMAT}")
     data.setdefault("files", {})
     data.setdefault("images", {})
+    problems = index_problems(data)
+    if problems:
+        raise BundleIndexError([f"{path}: {p}" for p in problems])
     return data
+
+
+class BundleIndexError(SpecError, BundleError):
+    """A bundle index whose entries are not data clusterlab wrote (bad spec data: exit 2)."""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_BUNDLE_PATH = re.compile(r"(?:files|images)/[A-Za-z0-9._+,:@=~/-]+")
+
+
+def _bundle_path(value: Any, top: str) -> str | None:
+    if not isinstance(value, str) or not _BUNDLE_PATH.fullmatch(value):
+        return f"{value!r} is not a path under {top}/"
+    if not value.startswith(top + "/") or ".." in value.split("/") or "//" in value:
+        return f"{value!r} is not a path under {top}/"
+    return None
+
+
+def index_problems(data: dict[str, Any]) -> list[str]:
+    """Every problem of a bundle index, each as `<entry path>: <what>`: a bundle is data
+    from a stranger. Files are keyed by http(s) URL, images by a full image reference (the
+    distribution reference grammar); paths stay inside files/ or images/; sha256 and digests
+    are hex; no string carries template markup or control characters."""
+    out: list[str] = []
+    for key in ("files", "images"):
+        if not isinstance(data.get(key), dict):
+            out.append(f"{key}: expected an object")
+    if out:
+        return out
+
+    def strings(where: str, value: Any) -> None:
+        if isinstance(value, str):
+            problem = unsafe_text(value)
+            if problem:
+                out.append(f"{where or '(top)'}: {problem}")
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                inner = f"{where}.{k}" if where and not isinstance(v, dict) else f"{where}[{k!r}]"
+                if not where:
+                    inner = str(k)
+                strings(f"{where}[{k!r}]" if where else str(k), k)
+                strings(inner, v)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                strings(f"{where}[{i}]", v)
+
+    strings("", data)
+    if out:
+        return out
+
+    for url, entry in data["files"].items():
+        where = f"files[{url!r}]"
+        if not URL_RE.fullmatch(url):
+            out.append(f"{where}: not an http:// or https:// URL")
+        if not isinstance(entry, dict):
+            out.append(f"{where}: expected an object")
+            continue
+        problem = _bundle_path(entry.get("path"), "files")
+        if problem:
+            out.append(f"{where}.path: {problem}")
+        if not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+            out.append(f"{where}.sha256: {entry.get('sha256')!r} is not a sha256 (64 hex digits)")
+    for ref, entry in data["images"].items():
+        where = f"images[{ref!r}]"
+        if not IMAGE_REF_RE.fullmatch(ref) or "/" not in ref or ":" not in ref.split("/")[-1]:
+            out.append(f"{where}: not a full image reference like registry.k8s.io/pause:3.10.1")
+        if not isinstance(entry, dict):
+            out.append(f"{where}: expected an object")
+            continue
+        problem = _bundle_path(entry.get("path"), "images")
+        if problem:
+            out.append(f"{where}.path: {problem}")
+        for field in ("digest", "pinned"):
+            value = entry.get(field)
+            if value is not None and (not isinstance(value, str) or not _DIGEST.fullmatch(value)):
+                out.append(f"{where}.{field}: {value!r} is not a sha256:<64 hex> digest")
+        value = entry.get("sha256")
+        if value is not None and (not isinstance(value, str) or not _SHA256.fullmatch(value)):
+            out.append(f"{where}.sha256: {value!r} is not a sha256 (64 hex digits)")
+    return out
 
 
 def write_index(bundle: Path, index: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ from clusterlab.demos import DEMOS, ORDER, missing, runner
 from clusterlab.demos.base import DemoError
 from clusterlab.progname import UsageError
 from clusterlab.providers import ProviderError, get_provider
-from clusterlab.spec import SpecError, load_spec_file
+from clusterlab.spec import SpecError, check_lab_name, for_provider, load_spec_file
 
 LAB_HELP = "Lab name: reads inventories/NAME/lab.yml (default: $CLUSTERLAB_LAB or 'default')."
 
@@ -65,7 +65,7 @@ def lab_name(c: Any, lab: str | None) -> str:
 def load(c: Any, lab: str | None, file: str | None = None) -> dict:
     if file:
         return load_spec_file(file)
-    name = lab_name(c, lab)
+    name = check_lab_name(lab_name(c, lab), "--lab")
     path = paths.lab_spec_file(name)
     if not path.exists():
         where = ", ".join(str(r) for r in paths.inventory_roots())
@@ -188,7 +188,7 @@ def spec(c, lab=None, file=None, reference=False):
     if reference:
         print(specdoc.document(), end="")
         return
-    print(yaml.safe_dump(load(c, lab, file), sort_keys=False), end="")
+    print(yaml.safe_dump(for_provider(load(c, lab, file)), sort_keys=False), end="")
 
 
 @lab_task

@@ -10,6 +10,9 @@ import yaml
 
 from clusterlab import hostkernel, paths, serve
 from clusterlab.oses import OSES
+from clusterlab.yamltags import plain, wrap
+
+__all__ = ["Connection", "group_vars", "plain", "render", "write"]
 
 GROUPS_BY_ROLE = {"control_plane": "kube_control_plane", "etcd": "etcd", "worker": "kube_node"}
 
@@ -91,7 +94,8 @@ def render(
     ssh_common_args: str = "",
     disks: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Inventory as a dict (YAML inventory plugin layout).
+    """Inventory as a dict (YAML inventory plugin layout); its spec and bundle strings are
+    yamltags.Unsafe (written `!unsafe`; `plain()` gives plain strings back).
 
     disks: node -> the device path of each of its data disks (spec order) as the provider
     attached them; without it, the spec's paths (placeholders where the provider names disks
@@ -126,13 +130,15 @@ def render(
         if conn.become:
             hv["ansible_become"] = True
             hv["ansible_become_method"] = conn.become_method
-        hosts[node["name"]] = hv
+        hosts[node["name"]] = wrap(hv, skip_prefix="ansible_")
         for role in node["roles"]:
             children[GROUPS_BY_ROLE[role]]["hosts"][node["name"]] = None
         if hv["lab_disks"]:
             children["ceph_osd"]["hosts"][node["name"]] = None
     children["k8s_cluster"] = {"children": {"kube_control_plane": None, "kube_node": None}}
-    all_vars = group_vars(spec)
+    # Every value from the spec or a bundle is data: `!unsafe` in hosts.yml, so Ansible never
+    # evaluates it as a template. Keys and Ansible's connection variables stay plain.
+    all_vars = wrap(group_vars(spec), skip_prefix="ansible_")
     if ssh_common_args:
         all_vars["ansible_ssh_common_args"] = ssh_common_args
     for grp in children.values():

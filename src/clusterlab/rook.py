@@ -19,14 +19,28 @@ class RookError(ValueError):
     """A decision that cannot be made from what it was given (the message says why)."""
 
 
+def device_name(path: str) -> str:
+    """The name a CephCluster's storage.nodes[].devices[] gives a lab disk.
+
+    A kernel name (/dev/sdb) is written as Rook's examples do, without /dev/ (sdb). Any
+    other path (/dev/disk/by-id/wwn-…, /dev/mapper/…) is passed whole: Rook's OSD prepare
+    job (pkg/daemon/ceph/osd/daemon.go, getAvailableDevices) matches a desired device by
+    its kernel name, by /dev/<kernel name>, or against the device's udev links only when
+    the desired name starts with /dev/. A name like "disk/by-id/wwn-…" matches nothing and
+    the node gets no OSD.
+    """
+    rest = path.removeprefix("/dev/")
+    return rest if rest and "/" not in rest else path
+
+
 def ceph_disks(
     host_disks: Mapping[str, Iterable[str]],
     device_filter: str = "",
     sizes: Mapping[str, Mapping[str, int]] | None = None,
 ) -> list[dict]:
     """The disks the lab gives Ceph, in inventory order: one dict per disk with
-    host, name (the kernel name: the path without /dev/), path, size (bytes, or None when the
-    inventory does not know it) and pv (the name of its static PV in pvc mode).
+    host, name (the CephCluster's device name: see device_name), path, size (bytes, or None
+    when the inventory does not know it) and pv (the name of its static PV in pvc mode).
 
     host_disks: host -> its lab_disks (/dev/ paths); sizes: host -> lab_disk_sizes.
     device_filter only narrows: a disk is kept when the regular expression finds its kernel
@@ -45,7 +59,7 @@ def ceph_disks(
             path = str(entry)
             if not path.startswith("/dev/"):
                 raise RookError(f"{host}: lab disk {path!r} is not a /dev/ path")
-            name = path.removeprefix("/dev/")
+            name = device_name(path)
             if not pattern.search(name):
                 continue
             size = (sizes.get(host) or {}).get(path)
@@ -55,7 +69,9 @@ def ceph_disks(
                     "name": name,
                     "path": path,
                     "size": int(size) if size is not None else None,
-                    "pv": re.sub(r"[^a-z0-9.-]+", "-", f"{host}-{name}".lower()).strip("-."),
+                    "pv": re.sub(
+                        r"[^a-z0-9.-]+", "-", f"{host}-{path.removeprefix('/dev/')}".lower()
+                    ).strip("-."),
                 }
             )
     return out

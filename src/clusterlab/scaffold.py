@@ -10,7 +10,14 @@ import yaml
 
 from clusterlab import files, paths
 from clusterlab.providers.base import ProviderError
-from clusterlab.spec import FIELDS, REQUIRED, SpecError, load_spec_file, load_spec_text
+from clusterlab.spec import (
+    FIELDS,
+    REQUIRED,
+    SpecError,
+    check_lab_name,
+    load_spec_file,
+    load_spec_text,
+)
 
 # Optional sections shown commented out, with their defaults, when the example leaves them out.
 OPTIONAL_SECTIONS = ("kubernetes", "rook", "artifacts")
@@ -57,6 +64,8 @@ def _commented(section: str) -> list[str]:
 
 def lab_text(name: str, example: str) -> str:
     """The spec text of a new lab NAME copied from the lab EXAMPLE, with comments; validated."""
+    check_lab_name(name, "(init) name")
+    check_lab_name(example, "(init) --from")
     source = paths.lab_spec_file(example)
     if not source.is_file():
         raise SpecError(
@@ -102,7 +111,10 @@ def _network(body: str, raw: dict, old: ipaddress.IPv4Network) -> tuple[str, lis
 
 
 def create(name: str, example: str) -> Path:
-    """Write inventories/NAME/lab.yml under the project directory; never overwrite."""
+    """Write inventories/NAME/lab.yml under the project directory; never overwrite.
+    NAME and EXAMPLE are checked before they name any path."""
+    check_lab_name(name, "(init) name")
+    check_lab_name(example, "(init) --from")
     target = paths.project_dir() / "inventories" / name / "lab.yml"
     if target.exists():
         raise ProviderError(f"{target} exists; not overwritten")

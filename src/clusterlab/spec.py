@@ -10,9 +10,12 @@ spec reference in README.md (a test keeps the two in sync).
 
 from __future__ import annotations
 
+import copy
 import difflib
 import ipaddress
+import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +57,7 @@ class Field:
     default: Any
     doc: str
     choices: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ()  # the providers the field applies to; () = every one
 
 
 # path -> Field. `nodes[]` is an explicit node; `nodes.` is the count form; `[]` lists.
@@ -73,13 +77,18 @@ FIELDS: dict[str, Field] = {
         "(kubeadm's local etcd), so a control plane always has etcd and etcd needs control_plane.",
         ROLES,
     ),
-    "nodes[].cpus": Field("int", 2, "vCPUs (vagrant)."),
-    "nodes[].memory": Field("int", 2048, "Memory in MiB (vagrant)."),
+    "nodes[].cpus": Field("int", 2, "vCPUs (vagrant).", providers=("vagrant",)),
+    "nodes[].memory": Field("int", 2048, "Memory in MiB (vagrant).", providers=("vagrant",)),
     "nodes[].address": Field(
         "ip", None, "IPv4 address inside network.cidr; default .11, .12, … in node order."
     ),
     "nodes[].disks": Field("list", [], "Data disks of the node."),
-    "nodes[].disks[].size": Field("size", None, "Disk size like 10G (local, vagrant)."),
+    "nodes[].disks[].size": Field(
+        "size",
+        None,
+        "Disk size in binary units: 10G or 10Gi (= 10 GiB), 512M/512Mi, 1T/1Ti (local, vagrant; "
+        "optional on static). Decimal units (GB, MB) are refused: ambiguous.",
+    ),
     "nodes[].disks[].device": Field(
         "path",
         None,
@@ -88,11 +97,22 @@ FIELDS: dict[str, Field] = {
         "kernel's own name; null here, a placeholder in the planned inventory).",
     ),
     "nodes[].disks[].ceph": Field("bool", True, "Hand the disk to Ceph as an OSD disk."),
-    "nodes[].user": Field("str", None, "SSH user (static; default: the OS image's user)."),
-    "nodes[].port": Field("int", 22, "SSH port (static)."),
-    "nodes[].key_file": Field("path", None, "SSH private key (static)."),
+    "nodes[].user": Field(
+        "str",
+        None,
+        "SSH user (static; default: the OS image's user).",
+        providers=("static",),
+    ),
+    "nodes[].port": Field("int", 22, "SSH port (static).", providers=("static",)),
+    "nodes[].key_file": Field(
+        "path", None, "SSH private key: absolute or ~/ path (static).", providers=("static",)
+    ),
     "nodes[].become_method": Field(
-        "enum", "sudo", "How a non-root user becomes root (static).", BECOME_METHODS
+        "enum",
+        "sudo",
+        "How a non-root user becomes root (static).",
+        BECOME_METHODS,
+        providers=("static",),
     ),
     "nodes.count": Field("int", REQUIRED, "Count form: number of nodes."),
     "nodes.control_plane": Field(
@@ -104,8 +124,10 @@ FIELDS: dict[str, Field] = {
         "Count form: etcd members; etcd runs stacked on the control planes, so this equals control_plane.",
     ),
     "nodes.name_prefix": Field("str", "node", "Count form: names are <prefix>1, <prefix>2, …"),
-    "nodes.cpus": Field("int", 2, "Count form: vCPUs per node."),
-    "nodes.memory": Field("int", 2048, "Count form: memory per node in MiB."),
+    "nodes.cpus": Field("int", 2, "Count form: vCPUs per node (vagrant).", providers=("vagrant",)),
+    "nodes.memory": Field(
+        "int", 2048, "Count form: memory per node in MiB (vagrant).", providers=("vagrant",)
+    ),
     "nodes.disks": Field("list", [], "Count form: data disks of every node."),
     "kubernetes.version": Field(
         "str",
@@ -118,48 +140,273 @@ FIELDS: dict[str, Field] = {
     "kubernetes.pod_cidr": Field("cidr", "10.233.64.0/18", "Pod network."),
     "kubernetes.service_cidr": Field("cidr", "10.233.0.0/18", "Service network."),
     "rook.enabled": Field("bool", True, "Deploy Rook/Ceph."),
-    "rook.version": Field("str", "v1.20.6", "Rook release."),
+    "rook.version": Field("str", "v1.20.6", "Rook release, like v1.20.6."),
     "rook.mode": Field("enum", "host", "OSDs on raw node disks, or on PVCs.", ROOK_MODES),
     "rook.mon_count": Field("int", None, "Ceph mons (default: 3 with ≥ 3 nodes, else 1)."),
     "rook.allow_multiple_per_node": Field(
         "bool", None, "Several mons per node (default: true below 3 nodes)."
     ),
     "rook.replica_size": Field("int", None, "Pool replica size (default: min(3, OSD hosts))."),
-    "rook.device_filter": Field("str", None, "Host mode: Go regex on kernel device names."),
+    "rook.device_filter": Field(
+        "str", None, "Host mode: Go regex on kernel device names (no spaces or quotes)."
+    ),
     "rook.storage_class": Field(
         "str",
         None,
-        "PVC mode: existing block StorageClass; default local-storage made from data disks.",
+        "PVC mode: existing block StorageClass (a Kubernetes object name); default "
+        "local-storage made from data disks.",
     ),
-    "rook.data_dir_host_path": Field("path", "/var/lib/rook", "Rook's dataDirHostPath."),
+    "rook.data_dir_host_path": Field(
+        "path",
+        "/var/lib/rook",
+        "Rook's dataDirHostPath: a directory of its own (not /, /etc, /var, /var/lib, /home, "
+        "…); `reset` removes what Rook made inside it, then the directory if empty.",
+    ),
     "artifacts.cache_dir": Field(
         "path",
         None,
         "Download cache on the controller (default: $CLUSTERLAB_CACHE/downloads, "
         "else ~/.cache/clusterlab/downloads).",
     ),
-    "artifacts.mirror_url": Field("url", None, "Offline mirror for binaries (files repo)."),
-    "artifacts.image_registry": Field("str", None, "Mirror registry for container images."),
+    "artifacts.mirror_url": Field(
+        "url", None, "Offline mirror for binaries (files repo): an http:// or https:// URL."
+    ),
+    "artifacts.image_registry": Field(
+        "str", None, "Mirror registry for container images: host[:port][/path]."
+    ),
     "artifacts.bundle": Field(
         "path",
         None,
         "Offline bundle (`clusterlab artifacts fetch`) served to the lab from the controller "
         "(relative: to the lab's folder); replaces mirror_url and image_registry.",
     ),
-    "vagrant.provider": Field("enum", "libvirt", "Vagrant provider.", VAGRANT_PROVIDERS),
+    "vagrant.provider": Field(
+        "enum", "libvirt", "Vagrant provider.", VAGRANT_PROVIDERS, providers=("vagrant",)
+    ),
     "vagrant.box": Field(
-        "str", None, "Box name instead of the os's default box (e.g. a local box)."
+        "str",
+        None,
+        "Box name instead of the os's default box (e.g. a local box).",
+        providers=("vagrant",),
     ),
     "vagrant.libvirt_driver": Field(
         "enum",
         "kvm",
         "libvirt domain type: kvm, or qemu (software emulation, no KVM).",
         ("kvm", "qemu"),
+        providers=("vagrant",),
     ),
     "demos": Field("list", [], "Meetup demos the lab carries.", DEMOS),
 }
 
 SECTIONS = ("network", "kubernetes", "rook", "artifacts", "vagrant")
+
+
+# ---------------------------------------------------------------- one grammar per field
+# Spec strings reach Ansible inventories, templates, manifests, ssh_config and node commands
+# as data. Whatever their field, they never carry template markup or control characters;
+# each field then has its own strict grammar (GRAMMARS below), checked before anything is
+# created.
+UNSAFE_TEXT = re.compile(r"\{\{|\{%|\{#|[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
+def unsafe_text(value: str) -> str | None:
+    """Why a string cannot be spec data (template markup, a newline, a control character)."""
+    m = UNSAFE_TEXT.search(value)
+    if not m:
+        return None
+    found = m.group(0)
+    if found.startswith("{"):
+        return f"contains template markup {found!r}: values are data, never templates"
+    return f"contains a control character {found!r}: newlines and control characters are refused"
+
+
+# Image references: the distribution reference grammar (distribution/reference's regexp.go):
+# domain[:port]/path[:tag][@digest], path components lower case.
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+REGISTRY_RE = re.compile(rf"{_DOMAIN}(?:/{_PATH_COMPONENT})*")
+IMAGE_REF_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?"
+)
+URL_RE = re.compile(rf"https?://{_DOMAIN}(?:/[A-Za-z0-9._~%+,=@:-]*)*", re.IGNORECASE)
+PATH_CHARS = re.compile(r"[A-Za-z0-9._+,@=/~-]+")
+DEVICE_CHARS = re.compile(r"[A-Za-z0-9._+,:@=/-]+")  # by-path names carry PCI addresses
+LAB_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,23}")
+HOSTNAME_RE = re.compile(r"[a-z][a-z0-9-]{0,30}")
+
+# Directories that are never Rook's own: reset removes what Rook makes inside
+# rook.data_dir_host_path, so it must be a directory of its own.
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/boot",
+        "/dev",
+        "/etc",
+        "/home",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/media",
+        "/mnt",
+        "/opt",
+        "/proc",
+        "/root",
+        "/run",
+        "/sbin",
+        "/srv",
+        "/sys",
+        "/tmp",
+        "/usr",
+        "/usr/bin",
+        "/usr/lib",
+        "/usr/lib64",
+        "/usr/libexec",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/sbin",
+        "/usr/share",
+        "/var",
+        "/var/cache",
+        "/var/lib",
+        "/var/log",
+        "/var/tmp",
+        "/var/spool",
+        "/var/mail",
+        "/var/lib/kubelet",
+        "/var/lib/containerd",
+        "/var/lib/etcd",
+        "/var/lib/docker",
+        "/etc/kubernetes",
+        "/opt/bin",
+        "/opt/cni",
+        "/var/home",
+        "/sysroot",
+        "/snap",
+    }
+)
+SYSTEM_TREES = ("/proc/", "/sys/", "/dev/", "/run/", "/boot/", "/etc/", "/usr/")
+
+
+def _path(
+    value: str, *, absolute: bool, home: bool = False, chars: re.Pattern = PATH_CHARS
+) -> tuple[str, str | None]:
+    """A path of plain characters without '..' components, normalised (no //, ./, trailing /)."""
+    if not chars.fullmatch(value):
+        return value, "has characters a path here cannot have"
+    if ".." in value.split("/"):
+        return value, "has a '..' component"
+    if "~" in value and not (home and (value == "~" or value.startswith("~/"))):
+        return value, "has '~' other than a leading ~/"
+    if absolute and not (value.startswith("/") or (home and value.startswith("~"))):
+        return value, "is not an absolute path" + (" or ~/…" if home else "")
+    norm = posixpath.normpath(value)
+    return ("/" + norm.lstrip("/") if norm.startswith("//") else norm), None
+
+
+def _g_regex(rx: re.Pattern, what: str) -> Callable[[str], tuple[str, str | None]]:
+    def check(value: str) -> tuple[str, str | None]:
+        return value, None if rx.fullmatch(value) else f"is not {what}"
+
+    return check
+
+
+def _g_device(value: str) -> tuple[str, str | None]:
+    norm, problem = _path(value, absolute=True, chars=DEVICE_CHARS)
+    if problem and value.startswith("/dev/"):
+        return value, problem
+    if problem or not norm.startswith("/dev/"):
+        return value, "is not a device path"
+    return norm, None
+
+
+def _g_data_dir(value: str) -> tuple[str, str | None]:
+    norm, problem = _path(value, absolute=True)
+    if problem:
+        return value, problem
+    if norm in SYSTEM_DIRS or norm.count("/") < 2 or norm.startswith(SYSTEM_TREES):
+        return norm, (
+            f"is {norm}, not a directory of Rook's own (reset removes what Rook makes in it)"
+        )
+    return norm, None
+
+
+def _g_filter(value: str) -> tuple[str, str | None]:
+    if not re.fullmatch(r"[A-Za-z0-9^$.*+?()\[\]{}|\\,_-]{1,128}", value):
+        return value, "has characters a device filter cannot have"
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return value, f"is not a regular expression: {exc}"
+    return value, None
+
+
+GrammarCheck = Callable[[str], tuple[str, str | None]]
+
+# field path -> (check, allowed). A check returns the normalised value and a problem or None.
+GRAMMARS: dict[str, tuple[GrammarCheck, str]] = {
+    "name": (_g_regex(LAB_NAME_RE, "a valid lab name"), "a-z, 0-9, '-', ≤ 24 chars"),
+    "nodes[].name": (_g_regex(HOSTNAME_RE, "a valid hostname"), "a-z, 0-9, '-'"),
+    "nodes.name_prefix": (
+        _g_regex(re.compile(r"[a-z][a-z0-9-]{0,20}"), "a valid name prefix"),
+        "a-z, 0-9, '-', ≤ 21 chars",
+    ),
+    "nodes[].user": (
+        _g_regex(re.compile(r"[a-z_][a-z0-9_.-]{0,31}"), "a user name"),
+        "a-z, 0-9, '_', '.', '-'",
+    ),
+    "nodes[].key_file": (
+        lambda v: _path(v, absolute=True, home=True),
+        "/… or ~/… of A-Z a-z 0-9 . _ + , : @ = - /",
+    ),
+    "nodes[].address": (_g_regex(re.compile(r"[0-9.]{7,15}"), "an IPv4 address"), "a.b.c.d"),
+    "nodes[].disks[].device": (_g_device, "/dev/sdb, /dev/disk/by-id/…"),
+    "network.cidr": (_g_regex(re.compile(r"[0-9./]{9,18}"), "an IPv4 network"), "a.b.c.d/n"),
+    "kubernetes.pod_cidr": (_g_regex(re.compile(r"[0-9./]{9,18}"), "an IPv4 network"), "a.b.c.d/n"),
+    "kubernetes.service_cidr": (
+        _g_regex(re.compile(r"[0-9./]{9,18}"), "an IPv4 network"),
+        "a.b.c.d/n",
+    ),
+    "kubernetes.version": (
+        _g_regex(re.compile(r"v?1\.\d+(?:\.\d+)?"), "a version like 1.35.9 or 1.35"),
+        ", ".join(releases.kube_releases()),
+    ),
+    "rook.version": (
+        _g_regex(re.compile(r"v\d+\.\d+\.\d+(?:-[0-9A-Za-z.]+)?"), "a Rook release"),
+        "v1.20.6",
+    ),
+    "rook.device_filter": (_g_filter, "a Go regular expression like ^sd[b-d]$"),
+    "rook.storage_class": (
+        _g_regex(
+            re.compile(r"(?=.{1,253}$)[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?"),
+            "a Kubernetes object name",
+        ),
+        "a-z, 0-9, '-', '.'",
+    ),
+    "rook.data_dir_host_path": (_g_data_dir, "a dedicated absolute directory like /var/lib/rook"),
+    "artifacts.cache_dir": (lambda v: _path(v, absolute=True, home=True), "/… or ~/…"),
+    "artifacts.bundle": (lambda v: _path(v, absolute=False, home=True), "a path"),
+    "artifacts.mirror_url": (
+        _g_regex(URL_RE, "a URL (http:// or https://, no query)"),
+        "http://, https://",
+    ),
+    "artifacts.image_registry": (
+        _g_regex(REGISTRY_RE, "a registry host[:port][/path]"),
+        "e.g. 10.0.0.1:5000 or mirror.example/k8s",
+    ),
+    "vagrant.box": (
+        _g_regex(
+            re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)?"),
+            "a box name",
+        ),
+        "name or org/name",
+    ),
+}
 
 
 class SpecError(Exception):
@@ -182,18 +429,42 @@ def _keys_under(prefix: str) -> list[str]:
     return out
 
 
-SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
+SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)(?:([KMGT])(i?B|i)?)?$")
 SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+DECIMAL_SIZE_RE = re.compile(r"^\s*\d+(?:\.\d+)?\s*([kKmMgGtT][bB])\s*$")
+
+
+def size_problem(text: Any) -> str | None:
+    """Why a disk size is refused, or None. Sizes are binary: 10G, 10Gi (Kubernetes'
+    quantity) and 10GiB all mean 10 GiB; GB/MB are refused (decimal to Kubernetes and disk
+    vendors, binary to truncate and Vagrant: which one the writer meant is unknown)."""
+    if isinstance(text, bool) or not isinstance(text, str | int):
+        return "is not a size"
+    if isinstance(text, int):
+        return None if text > 0 else "is not a size"
+    m = DECIMAL_SIZE_RE.match(text)
+    if m:
+        unit = m.group(1)
+        return (
+            f"{unit} is ambiguous (decimal to Kubernetes and disk vendors, binary to truncate "
+            f"and Vagrant); write {unit[0].upper()}i or {unit[0].upper()} (binary)"
+        )
+    if not SIZE_RE.match(text):
+        return "is not a size"
+    return None
 
 
 def parse_size(text: Any) -> int:
-    """'10G' -> bytes (binary units, as truncate and Vagrant use). ValueError if unparsable."""
-    if isinstance(text, bool) or not isinstance(text, str | int):
-        raise ValueError(text)
-    m = SIZE_RE.match(str(text))
-    if not m:
-        raise ValueError(text)
-    return int(float(m.group(1)) * SIZE_UNITS[m.group(2).upper()])
+    """'10G', '10Gi', '10GiB' -> bytes (binary units, as truncate, Vagrant and Kubernetes'
+    Gi use). ValueError with the reason if refused (see size_problem)."""
+    problem = size_problem(text)
+    if problem:
+        raise ValueError(problem)
+    if isinstance(text, int):
+        return text
+    m = SIZE_RE.match(text)
+    assert m is not None
+    return int(float(m.group(1)) * SIZE_UNITS[m.group(2) or ""])
 
 
 def format_size(n: int) -> str:
@@ -206,12 +477,22 @@ def format_size(n: int) -> str:
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.refused: set[str] = set()  # paths whose value failed its grammar
 
     def bad(self, path: str, what: str, allowed: str | None = None) -> None:
+        """One line per problem: a path whose value was refused by its grammar gets no
+        follow-up problems, and the same line is never repeated (count-form disks)."""
+        if path in self.refused:
+            return
         line = f"{path}: {what}"
         if allowed:
             line += f" (allowed: {allowed})"
-        self.problems.append(line)
+        if line not in self.problems:
+            self.problems.append(line)
+
+    def refuse(self, path: str, what: str, allowed: str | None = None) -> None:
+        self.bad(path, what, allowed)
+        self.refused.add(path)
 
     def mapping(self, value: Any, path: str, schema_prefix: str) -> dict:
         """Check that value is a mapping with only known keys; return it (or {})."""
@@ -261,6 +542,16 @@ class _Checker:
             if not isinstance(value, str):
                 self.bad(where, f"expected a string, got {_kind(value)} {value!r}")
                 return None
+            problem = unsafe_text(value)
+            if problem:
+                self.refuse(where, problem)
+                return None
+            if field_path in GRAMMARS:
+                check, allowed = GRAMMARS[field_path]
+                value, problem = check(value)
+                if problem:
+                    self.refuse(where, f"{value!r} {problem}", allowed)
+                    return None
         elif kind == "list" and not isinstance(value, list):
             self.bad(where, f"expected a list, got {_kind(value)}")
             return None
@@ -325,11 +616,9 @@ def normalize(raw: Any) -> dict:
     if ck.problems and not isinstance(raw, dict):
         raise SpecError(ck.problems)
 
+    _refuse_unsafe_text(ck, raw, "")
     out: dict[str, Any] = {}
-    name = ck.get(top, "name", "", "name")
-    if name is not None and not re.fullmatch(r"[a-z][a-z0-9-]{0,23}", name):
-        ck.bad("name", f"{name!r} is not a valid lab name", "a-z, 0-9, '-', ≤ 24 chars")
-    out["name"] = name
+    out["name"] = ck.get(top, "name", "", "name")
     provider = out["provider"] = ck.get(top, "provider", "", "provider")
     os_name = out["os"] = ck.get(top, "os", "", "os")
     if provider and os_name and provider not in providers_for(os_name):
@@ -405,9 +694,6 @@ def normalize(raw: Any) -> dict:
     out["artifacts"] = section("artifacts")
     if out["artifacts"]["cache_dir"] is None:
         out["artifacts"]["cache_dir"] = str(paths.cache_root() / "downloads")
-    mirror = out["artifacts"]["mirror_url"]
-    if mirror and not re.match(r"^(https?|file)://", mirror):
-        ck.bad("artifacts.mirror_url", f"{mirror!r} is not a URL", "http://, https://, file://")
     if out["artifacts"]["bundle"]:
         for other in ("mirror_url", "image_registry"):
             if out["artifacts"][other]:
@@ -426,6 +712,21 @@ def normalize(raw: Any) -> dict:
     if ck.problems:
         raise SpecError(ck.problems)
     return out
+
+
+def _refuse_unsafe_text(ck: _Checker, value: Any, path: str) -> None:
+    """Every string anywhere in the raw spec (enums and list items too): template markup,
+    newlines and control characters refused at its field path, whatever the field."""
+    if isinstance(value, str):
+        problem = unsafe_text(value)
+        if problem:
+            ck.refuse(path or "(top)", problem)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_unsafe_text(ck, item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _refuse_unsafe_text(ck, item, f"{path}[{i}]")
 
 
 def disk_device(spec_provider: str, vagrant_provider: str | None, index: int) -> str | None:
@@ -504,8 +805,6 @@ def _nodes(ck: _Checker, raw: Any, out: dict, cidr: ipaddress.IPv4Network | None
         node = {k: ck.get(node_map, k, path, f"nodes[].{k}") for k in _keys_under("nodes[].")}
         name = node["name"]
         if name is not None:
-            if not re.fullmatch(r"[a-z][a-z0-9-]{0,30}", str(name)):
-                ck.bad(f"{path}.name", f"{name!r} is not a valid hostname", "a-z, 0-9, '-'")
             if name in seen_names:
                 ck.bad(
                     f"{path}.name", f"duplicate node name {name!r} (also nodes[{seen_names[name]}])"
@@ -589,8 +888,6 @@ def _nodes(ck: _Checker, raw: Any, out: dict, cidr: ipaddress.IPv4Network | None
             if provider == "static":
                 if disk["device"] is None:
                     ck.bad(f"{dpath}.device", "required on the static provider", "/dev/sdb, …")
-                elif not disk["device"].startswith("/dev/"):
-                    ck.bad(f"{dpath}.device", f"{disk['device']!r} is not a device path", "/dev/…")
             else:
                 if disk["device"] is not None:
                     ck.bad(f"{dpath}.device", "assigned by the provider", "only on static")
@@ -601,8 +898,8 @@ def _nodes(ck: _Checker, raw: Any, out: dict, cidr: ipaddress.IPv4Network | None
             else:
                 try:
                     size = parse_size(disk["size"])
-                except ValueError:
-                    ck.bad(f"{dpath}.size", f"{disk['size']!r} is not a size", "e.g. 10G, 512M, 1T")
+                except ValueError as exc:
+                    ck.bad(f"{dpath}.size", f"{disk['size']!r} {exc}", "e.g. 10G, 10Gi, 512Mi, 1T")
                 else:
                     if disk["ceph"] and size < MIN_CEPH_DISK:
                         ck.bad(
@@ -665,12 +962,39 @@ def _rook(ck: _Checker, rook: dict, nodes: list[dict]) -> dict:
             ck.bad("rook.replica_size", f"{size}", "1, 2, 3")
         elif nodes and size > max(hosts, 1):
             ck.bad("rook.replica_size", f"{size} replicas on {hosts} OSD hosts", f"≤ {hosts}")
-    if rook["device_filter"]:
-        try:
-            re.compile(rook["device_filter"])
-        except re.error as exc:
-            ck.bad("rook.device_filter", f"not a regular expression: {exc}")
     return rook
+
+
+def check_lab_name(name: Any, what: str = "name") -> str:
+    """The lab name of a command line (init NAME, --lab), before it names any path."""
+    if not isinstance(name, str) or unsafe_text(name) or not LAB_NAME_RE.fullmatch(name):
+        raise SpecError(
+            [f"{what}: {name!r} is not a valid lab name (allowed: a-z, 0-9, '-', ≤ 24 chars)"]
+        )
+    return name
+
+
+def for_provider(spec: dict) -> dict:
+    """A copy of a normalized spec without the fields that do not apply to its provider
+    (FIELDS' providers): what `spec` prints. The stages keep using the full spec."""
+    out = copy.deepcopy(spec)
+    provider = spec.get("provider")
+    for path, field in FIELDS.items():
+        if not field.providers or provider in field.providers:
+            continue
+        if path.startswith("nodes[]."):
+            key = path.removeprefix("nodes[].")
+            if "." in key or "[" in key:
+                continue
+            for node in out.get("nodes") or []:
+                node.pop(key, None)
+        elif "." in path and not path.startswith("nodes."):
+            sec, key = path.split(".", 1)
+            if isinstance(out.get(sec), dict):
+                out[sec].pop(key, None)
+                if not out[sec]:
+                    del out[sec]
+    return out
 
 
 def reference_markdown() -> str:

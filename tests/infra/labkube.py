@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clusterlab.yamltags import from_ansible_json, plain  # also registers !unsafe
+
 
 def read_inventory(path: str | Path) -> dict:
     """vars (all.vars), hosts (sorted names), hostvars (name -> vars), groups (name -> sorted
     hosts) and path of the inventory the suite runs against."""
-    inv = yaml.safe_load(Path(path).read_text())["all"]
+    inv = plain(yaml.safe_load(Path(path).read_text()))["all"]
     groups = {g: sorted((v or {}).get("hosts") or {}) for g, v in inv["children"].items()}
     return {
         "path": Path(path),
@@ -40,3 +42,8 @@ def kubectl(
     if check and res.returncode != 0:
         pytest.fail(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
     return res.stdout
+
+
+def host_vars(host) -> dict:
+    """The host's variables as testinfra's Ansible backend gives them, unsafe values plain."""
+    return from_ansible_json(host.ansible.get_variables())

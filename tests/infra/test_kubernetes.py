@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from labkube import kubectl, read_inventory
+from labkube import host_vars, kubectl, read_inventory
 
 from clusterlab import artifacts
 
@@ -57,7 +57,7 @@ def nodes(lab) -> dict[str, dict]:
 
 @pytest.fixture
 def hv(host):
-    return host.ansible.get_variables()
+    return host_vars(host)
 
 
 def test_kubelet_active(host):

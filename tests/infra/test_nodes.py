@@ -10,6 +10,7 @@ import json
 import time
 
 import pytest
+from labkube import host_vars
 
 MODULE_FEATURES = {
     "overlay": "grep -qw overlay /proc/filesystems",
@@ -26,7 +27,7 @@ MIN_DISK = 5 * 1024**3
 
 @pytest.fixture
 def hv(host):
-    return host.ansible.get_variables()
+    return host_vars(host)
 
 
 def test_swap_off(host):

@@ -228,7 +228,10 @@ def test_cli_up_status_ssh_down(labs):
             check=True,
         ).stdout
     )
-    assert inv["_meta"]["hostvars"]["node2"]["lab_disks"] == disks(prov, "node2")
+    # values from the spec are !unsafe: ansible-inventory shows them as {"__ansible_unsafe": …}
+    assert inv["_meta"]["hostvars"]["node2"]["lab_disks"] == [
+        {"__ansible_unsafe": d} for d in disks(prov, "node2")
+    ]
     (dev,) = disks(prov, "node2")
     assert inv["_meta"]["hostvars"]["node2"]["lab_disk_sizes"] == {dev: 5 * 2**30}
     labs.cli("down", "--lab", "itcli")

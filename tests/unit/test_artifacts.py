@@ -187,10 +187,10 @@ def test_cli_lists_and_refuses_unknown_actions(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "docker.io/library/redis:7.4.2  [demo:redis-ha]" in listed.stdout
     bad = run("pack", "--lab", "meetup-host")
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # usage errors exit 2
     assert "one of list, fetch" in bad.stderr
     no_out = run("fetch", "--lab", "meetup-host")
-    assert no_out.returncode == 1
+    assert no_out.returncode == 2
     assert "--out DIR" in no_out.stderr
 
 
@@ -235,7 +235,7 @@ def test_up_refuses_a_bundle_that_lacks_anything_before_touching_a_node(tmp_path
     archive = b / "images/registry.k8s.io/pause" / f"{pause.tag}.tar"
     archive.parent.mkdir(parents=True)
     archive.write_bytes(b"x")
-    entry = {"path": str(archive.relative_to(b)), "digest": "sha256:0", "pinned": None}
+    entry = {"path": str(archive.relative_to(b)), "digest": "sha256:" + "0" * 64, "pinned": None}
     (b / "index.json").write_text(
         json.dumps({"format": 1, "files": {}, "images": {pause.ref: entry}})
     )

@@ -57,8 +57,8 @@ def test_images_are_pinned_and_follow_the_mirror():
         ctx.groups,
     )
     text = "".join(render_manifests(redis_ha.DEMO, ctx).values())
-    assert "image: docker.io/library/redis:7.4.2" in text
-    assert "image: reg.lab:5000/library/redis:7.4.2" in "".join(
+    assert 'image: "docker.io/library/redis:7.4.2"' in text
+    assert 'image: "reg.lab:5000/library/redis:7.4.2"' in "".join(
         render_manifests(redis_ha.DEMO, mirrored).values()
     )
 

@@ -14,11 +14,12 @@ from clusterlab import ansible, inventory, paths
 from clusterlab.ansible import failures
 from clusterlab.providers import get_provider
 from clusterlab.spec import load_spec_file, normalize
+from clusterlab.yamltags import from_ansible_json
 
 LABS = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
 
 
-def ansible_inventory_list(inv_file) -> dict:
+def ansible_inventory_list(inv_file, raw: bool = False) -> dict:
     res = subprocess.run(
         [ansible.bin_path("ansible-inventory"), "-i", str(inv_file), "--list"],
         capture_output=True,
@@ -26,7 +27,8 @@ def ansible_inventory_list(inv_file) -> dict:
         env=ansible.env(),
         check=True,
     )
-    return json.loads(res.stdout)
+    data = json.loads(res.stdout)
+    return data if raw else from_ansible_json(data)
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -206,3 +208,18 @@ def test_failures_pick_the_top_level_message():
         "node3: refusing to reset node3: /dev/vdb: /dev/vdb is mounted at /mnt/data",
         "node1: Path /etc/hosts does not exist !",
     ]
+
+
+def test_ansible_reads_spec_values_as_unsafe_and_connection_vars_as_plain(tmp_path):
+    """What Ansible itself makes of hosts.yml: every spec value is unsafe (never templated),
+    the connection variables are plain."""
+    spec = load_spec_file(paths.lab_spec_file("static-sample"))
+    inv_file = inventory.write(spec, get_provider(spec).planned_connections(), tmp_path)
+    raw = ansible_inventory_list(inv_file, raw=True)
+    hv = raw["_meta"]["hostvars"]["ceph1"]
+    assert hv["rook_version"] == {"__ansible_unsafe": spec["rook"]["version"]}
+    assert hv["rook_data_dir_host_path"] == {"__ansible_unsafe": "/var/lib/rook"}
+    assert hv["ip"] == {"__ansible_unsafe": "10.10.20.11"}
+    assert hv["lab_disks"] == [{"__ansible_unsafe": "/dev/sdb"}]
+    assert hv["ansible_host"] == "10.10.20.11"
+    assert hv["ansible_user"] == "admin"

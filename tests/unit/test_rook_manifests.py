@@ -83,14 +83,15 @@ class Rendered:
         osd_hosts = self.inv["children"]["ceph_osd"]["hosts"] or {}
         out = {}
         for host in osd_hosts:
-            names = [p.removeprefix("/dev/") for p in self.inv["hosts"][host]["lab_disks"]]
+            names = [rook.device_name(p) for p in self.inv["hosts"][host]["lab_disks"]]
             kept = [n for n in names if pattern.search(n)]
             if kept:
                 out[host] = kept
         return out
 
     def disk_size(self, host: str, name: str) -> int:
-        return self.inv["hosts"][host].get("lab_disk_sizes", {}).get(f"/dev/{name}", 0)
+        path = name if name.startswith("/dev/") else f"/dev/{name}"
+        return self.inv["hosts"][host].get("lab_disk_sizes", {}).get(path, 0)
 
 
 @pytest.fixture(scope="module")
@@ -259,10 +260,63 @@ def test_replica_sizes_fit_the_osd_hosts(lab, mode, rendered):
     assert sizes, "no replicated pool rendered"
     assert all(1 <= s <= hosts for s in sizes), (sizes, hosts)
     assert set(sizes) == {r.spec["rook"]["replica_size"]}
-    no_redundancy = r.one("CephCluster")["spec"].get("cephConfig", {}).get("global", {})
-    assert (no_redundancy.get("mon_warn_on_pool_no_redundancy") == "false") == (
+    ceph_global = r.one("CephCluster")["spec"].get("cephConfig", {}).get("global", {})
+    assert (ceph_global.get("mon_warn_on_pool_no_redundancy") == "false") == (
         r.spec["rook"]["replica_size"] == 1
     )
+    # pools Ceph makes itself (and its TOO_FEW_OSDS check) follow the lab's size, not 3
+    assert ceph_global["osd_pool_default_size"] == str(r.spec["rook"]["replica_size"])
+
+
+def small_lab(nodes: int, disks_per_node: int) -> dict:
+    raw = yaml.safe_load(paths.lab_spec_file("default").read_text())
+    raw["nodes"] = {"count": nodes, "disks": [{"size": "6Gi"}] * disks_per_node}
+    return normalize(raw)
+
+
+@pytest.mark.parametrize(("nodes", "disks"), [(1, 1), (1, 2), (2, 1)])
+def test_labs_below_three_osds_tell_ceph_their_pool_size(nodes, disks, tmp_path, monkeypatch):
+    """Ceph's osd_pool_default_size is 3: with fewer OSDs it raises TOO_FEW_OSDS and the
+    stage's HEALTH_OK wait never ends. cephConfig.global carries the lab's size instead,
+    checked against the pinned CRD's cephConfig schema (map of maps of strings)."""
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    spec = small_lab(nodes, disks)
+    r = Rendered(spec, tmp_path / "out")
+    cluster = r.one("CephCluster")
+    size = spec["rook"]["replica_size"]
+    assert size == min(3, nodes)
+    assert cluster["spec"]["cephConfig"]["global"]["osd_pool_default_size"] == str(size)
+    assert crd_problems(cluster) == []
+    crds = yaml.safe_load_all((SHARED / "crds.yaml").read_text())
+    (crd,) = [d for d in crds if d and d["metadata"]["name"] == "cephclusters.ceph.rook.io"]
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    ceph_config = schema["properties"]["cephConfig"]
+    assert ceph_config["additionalProperties"]["additionalProperties"]["type"] == "string"
+
+
+def static_lab(devices: list[str]) -> dict:
+    raw = yaml.safe_load(paths.lab_spec_file("static-sample").read_text())
+    for node in raw["nodes"]:
+        node["disks"] = [{"device": d} for d in devices]
+    return normalize(raw)
+
+
+def test_static_by_id_disks_are_named_whole_and_loop_disks_allowed(tmp_path, monkeypatch):
+    """Rook matches a desired device against the disk's udev links only when its name starts
+    with /dev/ (pkg/daemon/ceph/osd/daemon.go): by-id paths go whole, kernel names as names.
+    A static lab with a loop disk gets ROOK_CEPH_ALLOW_LOOP_DEVICES like a local lab."""
+    monkeypatch.setenv("CLUSTERLAB_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    wwn = "/dev/disk/by-id/wwn-0x5000c500a1b2c3d4"
+    r = Rendered(static_lab([wwn, "/dev/sdc", "/dev/loop7"]), tmp_path / "out")
+    for node in r.one("CephCluster")["spec"]["storage"]["nodes"]:
+        assert node["devices"] == [{"name": wwn}, {"name": "sdc"}, {"name": "loop7"}]
+    (settings,) = r.docs["operator-settings.yaml"]
+    assert settings["data"]["ROOK_CEPH_ALLOW_LOOP_DEVICES"] == "true"
+    r2 = Rendered(static_lab(["/dev/sdb"]), tmp_path / "out2")
+    (settings,) = r2.docs["operator-settings.yaml"]
+    assert settings["data"]["ROOK_CEPH_ALLOW_LOOP_DEVICES"] == "false"
 
 
 # ---------------------------------------------------------------- operator settings, toolbox
@@ -275,7 +329,12 @@ def test_operator_settings_follow_provider_and_os_family(lab, mode, rendered):
     assert settings["metadata"] == {"name": "rook-ceph-operator-config", "namespace": "rook-ceph"}
     family = r.inv["vars"]["clusterlab_os_family"]
     assert settings["data"] == {
-        "ROOK_CEPH_ALLOW_LOOP_DEVICES": "true" if r.spec["provider"] == "local" else "false",
+        "ROOK_CEPH_ALLOW_LOOP_DEVICES": (
+            "true"
+            if r.spec["provider"] == "local"
+            or any(d["device"].startswith("/dev/loop") for n in r.spec["nodes"] for d in n["disks"])
+            else "false"
+        ),
         "ROOK_HOSTPATH_REQUIRES_PRIVILEGED": (
             "true" if family in ("redhat", "fedora_coreos") else "false"
         ),
@@ -370,6 +429,16 @@ def test_ceph_disks_narrow_name_and_size():
         rook.ceph_disks({"n1": ["/dev/sdb"]}, "(")
     with pytest.raises(rook.RookError, match="not a /dev/ path"):
         rook.ceph_disks({"n1": ["sdb"]})
+
+
+def test_device_names_keep_kernel_names_and_pass_other_paths_whole():
+    assert rook.device_name("/dev/sdb") == "sdb"
+    assert rook.device_name("/dev/nvme0n1") == "nvme0n1"
+    assert rook.device_name("/dev/disk/by-id/wwn-0x5000c5") == "/dev/disk/by-id/wwn-0x5000c5"
+    assert rook.device_name("/dev/mapper/vg-lv") == "/dev/mapper/vg-lv"
+    (disk,) = rook.ceph_disks({"n1": ["/dev/disk/by-path/pci-0000:00:1f.2-ata-1"]})
+    assert disk["name"] == "/dev/disk/by-path/pci-0000:00:1f.2-ata-1"
+    assert disk["pv"] == "n1-disk-by-path-pci-0000-00-1f.2-ata-1"
 
 
 OPERATOR_SHAPED = """\

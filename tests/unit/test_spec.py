@@ -10,7 +10,7 @@ import yaml
 from clusterlab_cli import run_cli
 
 from clusterlab import paths
-from clusterlab.spec import SpecError, load_spec_text, normalize, parse_size
+from clusterlab.spec import SpecError, for_provider, load_spec_text, normalize, parse_size
 
 LABS = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
 
@@ -103,10 +103,78 @@ def test_virtualbox_disks_are_sata():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("10G", 10 * 1024**3), ("512M", 512 * 1024**2), ("1T", 1024**4), ("5GiB", 5 * 1024**3)],
+    [
+        ("10G", 10 * 1024**3),
+        ("512M", 512 * 1024**2),
+        ("1T", 1024**4),
+        ("5GiB", 5 * 1024**3),
+        ("10Gi", 10 * 1024**3),  # a Kubernetes quantity, as Kubernetes users write sizes
+        ("512Mi", 512 * 1024**2),
+        ("1Ti", 1024**4),
+        ("64Ki", 64 * 1024),
+        (6442450944, 6 * 1024**3),
+    ],
 )
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["10GB", "10gb", "10 GB", "512MB", "1TB", "64kB"])
+def test_decimal_sizes_are_refused_with_the_reason(text):
+    found = problems(with_(nodes={"count": 1, "disks": [{"size": text}]}))
+    (line,) = [p for p in found if p.startswith("nodes.disks[0].size: ")]
+    assert "ambiguous" in line
+    assert f"{text.strip()[-2].upper()}i" in line  # names the binary form to write
+
+
+@pytest.mark.parametrize("text", ["10g", "10m", "ten", "10Gx", "-1G", "1e3G"])
+def test_unclear_sizes_are_refused(text):
+    found = problems(with_(nodes={"count": 1, "disks": [{"size": text}]}))
+    assert any(p.startswith("nodes.disks[0].size: ") for p in found), found
+
+
+def test_a_count_form_disk_problem_is_reported_once_not_per_node():
+    found = problems(with_(nodes={"count": 3, "disks": [{"size": "2G"}, {"size": "10GB"}]}))
+    assert len(found) == len(set(found))
+    assert [p.split(":")[0] for p in found] == ["nodes.disks[0].size", "nodes.disks[1].size"]
+
+
+def test_a_refused_value_gets_one_problem_not_follow_ups():
+    static = {
+        **with_(provider="static"),
+        "nodes": [{**STATIC_NODE, "disks": [{"device": "sdb;id"}]}],
+    }
+    found = problems(static)
+    assert [p for p in found if p.startswith("nodes[0].disks[0].device")] == [
+        p for p in found if "device" in p
+    ]
+    assert len([p for p in found if p.startswith("nodes[0].disks[0].device")]) == 1
+
+
+def test_spec_prints_only_the_fields_of_the_labs_provider():
+    local = for_provider(normalize(with_()))
+    assert "vagrant" not in local
+    assert all(k not in n for n in local["nodes"] for k in ("cpus", "memory", "user", "port"))
+    assert all(k not in n for n in local["nodes"] for k in ("key_file", "become_method"))
+    assert local["rook"] == normalize(with_())["rook"]
+    vagrant = for_provider(normalize(with_(provider="vagrant")))
+    assert vagrant["vagrant"]["provider"] == "libvirt"
+    assert all("cpus" in n and "memory" in n for n in vagrant["nodes"])
+    assert all("user" not in n for n in vagrant["nodes"])
+    static = for_provider(normalize({**with_(provider="static"), "nodes": [STATIC_NODE]}))
+    assert static["nodes"][0]["user"] == "admin"
+    assert "vagrant" not in static
+    assert "cpus" not in static["nodes"][0]
+
+
+def test_spec_command_prints_the_provider_fields_only():
+    res = run_cli("spec", "--lab", "default")
+    assert res.returncode == 0, res.stderr
+    printed = yaml.safe_load(res.stdout)
+    assert printed["provider"] == "local"
+    assert "vagrant" not in printed
+    assert "libvirt_driver" not in res.stdout
+    assert "become_method" not in res.stdout
 
 
 def test_yaml_syntax_error_has_line_and_column():

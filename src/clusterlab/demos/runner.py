@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -55,10 +56,19 @@ NO_RESOURCE = "the server doesn't have a resource type"
 # ------------------------------------------------------------------ the lab
 
 
+DNS_DOMAIN_RE = re.compile(
+    r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*"
+)
+
+
 def context(inventory: dict) -> Context:
     """The demo Context of an Ansible inventory (the YAML layout clusterlab writes)."""
     inv = inventory["all"]
     hostvars = {h: dict(v or {}) for h, v in (inv.get("hosts") or {}).items()}
+    domain = inv["vars"].get("clusterlab_dns_domain")
+    # the domain reaches the redis-ha demo's shell script and DNS names: a DNS name only
+    if domain is not None and not DNS_DOMAIN_RE.fullmatch(str(domain)):
+        raise DemoError(f"clusterlab_dns_domain {domain!r} is not a DNS domain like cluster.local")
     return Context(
         lab=inv["vars"]["clusterlab_lab"],
         vars=dict(inv["vars"]),
