@@ -4,7 +4,6 @@ clusterlab.hostkernel.ceph_client_features on this machine's real kernel."""
 from __future__ import annotations
 
 import re
-
 import subprocess
 from pathlib import Path
 
@@ -89,7 +88,8 @@ def test_own_kernel_probe_finds_modprobe_without_sbin_in_path():
     ceph module would be counted as lacking it (CephFS falls back to ceph-fuse)."""
     script = cephclient.probe_script(False)
     calls = re.findall(r"(\S*modprobe) -n", script)
-    assert calls and set(calls) == {"/sbin/modprobe"}, calls
+    assert calls
+    assert set(calls) == {"/sbin/modprobe"}
 
 
 def test_parse_probe_takes_only_what_it_knows():

@@ -101,4 +101,5 @@ def test_ctr_is_where_each_runtime_source_installs_it():
         (paths.ROOT / "roles/prepare/container_runtime/vars/main.yml").read_text()
     )
     ctr = variables["container_runtime_ctr"]
-    assert "clusterlab_bin_dir ~ '/ctr'" in ctr and "'/usr/bin/ctr'" in ctr
+    assert "clusterlab_bin_dir ~ '/ctr'" in ctr
+    assert "'/usr/bin/ctr'" in ctr
