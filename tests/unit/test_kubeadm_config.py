@@ -283,3 +283,30 @@ def test_schema_copy_equals_the_shared_reference():
     if not shared.exists():
         pytest.skip(f"{shared} is not on this machine")
     assert (SCHEMAS_DIR / "config-schemas.json").read_bytes() == shared.read_bytes()
+
+
+FLEX_DEFAULT = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_flexvolume_dir_is_writable_where_usr_is_read_only(lab, rendered, validators):
+    """kubeadm mounts the controller manager's flex-volume-plugin-dir (default under /usr/libexec)
+    as DirectoryOrCreate; on Flatcar's read-only /usr that mkdir fails and init times out
+    (kubernetes/kubeadm#3318). kubeadm's troubleshooting page sets it, and the kubelet's
+    volumePluginDir, under /opt/libexec; other systems keep kubeadm's default."""
+    spec, nodes, _out = rendered(lab)
+    first_cp = next(n["name"] for n in spec["nodes"] if "control_plane" in n["roles"])
+    docs = by_kind(nodes[first_cp])
+    cluster, kubelet = docs["ClusterConfiguration"], docs["KubeletConfiguration"]
+    args = {
+        a["name"]: a["value"] for a in cluster.get("controllerManager", {}).get("extraArgs", [])
+    }
+    if spec["os"] in ("flatcar", "fedora_coreos"):
+        wanted = "/opt/libexec/kubernetes/kubelet-plugins/volume/exec"
+        assert args.get("flex-volume-plugin-dir") == wanted
+        assert kubelet.get("volumePluginDir") == wanted
+    else:
+        assert "flex-volume-plugin-dir" not in args
+        assert kubelet.get("volumePluginDir", FLEX_DEFAULT) == FLEX_DEFAULT
+    for doc in (cluster, kubelet):
+        assert schema_problems(validators, doc) == []
