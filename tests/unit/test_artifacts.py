@@ -299,3 +299,44 @@ def test_rook_images_are_the_pinned_manifests_images():
     assert deploy_addons is False  # … but not deployed: the lab pulls no csi-addons sidecar
     table = yaml.safe_load(artifacts.DOWNLOAD_TABLE.read_text())["download_table"]
     assert {artifacts.normalize_ref(r) for r in found} == set(table["rook_operator"]["images"])
+
+
+def test_group_vars_overrides_change_the_list(tmp_path, monkeypatch):
+    """README tells users to override in inventories/<lab>/group_vars/ ("those files win"):
+    the list follows the variables the stages resolve, not the spec alone. A copy of the
+    default lab asking for the downloaded containerd, Flannel, Kubernetes 1.34 and another Ceph
+    tag lists containerd/runc/CNI plugins, Flannel's images, 1.34's release and that tag."""
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLUSTERLAB_INVENTORIES", str(tmp_path / "inventories"))
+    copy_dir = tmp_path / "inventories" / "upgv"
+    (copy_dir / "group_vars").mkdir(parents=True)
+    raw = yaml.safe_load(paths.lab_spec_file("default").read_text())
+    raw.update(name="upgv", network={"cidr": "10.213.180.0/24"})
+    (copy_dir / "lab.yml").write_text(yaml.safe_dump(raw))
+    spec = load_spec_file(copy_dir / "lab.yml")
+    before = artifacts.lab_artifacts(spec)
+    assert "containerd" not in {f.name for f in before.files}  # Debian's, on 1.35
+    assert "quay.io/ceph/ceph:v20.2.4" in refs(before)
+
+    (copy_dir / "group_vars" / "all.yml").write_text(
+        "container_runtime_source: download\n"
+        "kube_network_plugin: flannel\n"
+        'kube_version: "1.34.11"\n'
+        "ceph_cluster_ceph_tag: v20.2.3\n"
+    )
+    after = artifacts.lab_artifacts(spec)
+    files = {f.name: f for f in after.files}
+    assert {"containerd", "runc", "cni_plugins"} <= set(files)
+    assert "flannel_manifest" in files
+    assert "calico_manifest" not in files
+    assert files["kubeadm"].url.endswith("/v1.34.11/bin/linux/amd64/kubeadm")
+    assert files["kubeadm"].sha256 == releases.kube_releases()["1.34.11"]["kubeadm"]
+    images = refs(after)
+    assert "registry.k8s.io/kube-apiserver:v1.34.11" in images
+    assert "registry.k8s.io/kube-apiserver:v1.35.8" not in images
+    assert not [r for r in images if r.startswith("quay.io/calico/")]
+    assert [r for r in images if "flannel" in r]
+    assert "quay.io/ceph/ceph:v20.2.3" in images
+    assert "quay.io/ceph/ceph:v20.2.4" not in images
+    # resolved once per inputs: one cached file per state of group_vars
+    assert len(list((tmp_path / "cache" / "artifact-vars").glob("upgv-*.json"))) == 2
