@@ -249,3 +249,23 @@ def test_rook_modes_pvc_lab():
     )
     assert rook_modes.osd_volumes(ok(osd), ctx) is None
     assert rook_modes.node_dirs(ok("/host/var/lib/rook/mon-a\n"), ctx) is None
+
+
+@pytest.mark.parametrize(
+    ("lab", "apps"),
+    [
+        ("meetup-host", ["rook-ceph-mon", "rook-ceph-osd"]),
+        ("meetup-pvc", ["rook-ceph-mon"]),
+    ],
+)
+def test_rook_modes_node_view_goes_where_a_mon_is(lab, apps):
+    """node_dirs wants mon-* (and, in host mode, an OSD's whoami) on the viewed node: the pod
+    is placed by podAffinity to those pods, not pinned to the first OSD node, which on a lab
+    with fewer mons than nodes may have no mon."""
+    pod = yaml.safe_load(render_manifests(rook_modes.DEMO, context(lab))["node-view.yaml"])
+    assert "nodeName" not in pod["spec"]
+    terms = pod["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert [t["labelSelector"]["matchLabels"]["app"] for t in terms] == apps
+    for term in terms:
+        assert term["namespaces"] == [rook_modes.ROOK_NS]
+        assert term["topologyKey"] == "kubernetes.io/hostname"
