@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clusterlab import paths, sshconf
+from clusterlab import paths, progname, sshconf
 from clusterlab import progress as progress_mod
 
 RECAP_RE = re.compile(
@@ -103,7 +103,9 @@ def run_playbook(
     `progress` shows them live.
     """
     cmd = [bin_path("ansible-playbook"), "-i", str(inventory), str(playbook)]
-    for key, value in (extra_vars or {}).items():
+    # hints in the roles' messages name the command the user ran (clusterlab … or inv …)
+    extra_vars = {"clusterlab_program": progname.program(), **(extra_vars or {})}
+    for key, value in extra_vars.items():
         cmd += ["-e", f"{key}={value}"]
     cmd += extra_args or []
     log.parent.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,10 @@ def normalize_ref(ref: str) -> str:
 VARS_PLAYBOOK = paths.PLAYBOOKS / "artifact-vars.yml"
 
 
+class ArtifactError(ValueError):
+    """The list cannot name an artifact as a bundle could serve it (an image pinned by digest)."""
+
+
 def _inputs_digest(hosts_yaml: str, user_vars: Path) -> str:
     """What the resolved variables depend on: the inventory, the user's group_vars, the
     playbook and every role's defaults and vars."""
@@ -230,8 +234,15 @@ def _images(variables: dict[str, Any]) -> list[ImageArtifact]:
     wanted: dict[str, list[str]] = {}
 
     def add(ref: str, stage: str) -> None:
-        name, at, digest = ref.partition("@")  # a pin by digest stays beside the name
-        stages = wanted.setdefault(normalize_ref(name) + at + digest, [])
+        if "@" in ref:
+            # `artifacts fetch` copies one architecture (a manifest with another digest) and the
+            # lab's registry serves it by tag; containerd would ask for the pinned index digest
+            # and miss. Refused rather than served wrong.
+            raise ArtifactError(
+                f"{ref} ({stage}) is pinned by digest: offline bundles serve images by tag only; "
+                "pin it by tag"
+            )
+        stages = wanted.setdefault(normalize_ref(ref), [])
         if stage not in stages:
             stages.append(stage)
 

@@ -96,6 +96,7 @@ def handles_errors(fn: Callable) -> Callable:
             NotImplementedStage,
             ansible.AnsibleError,
             bundle.BundleError,
+            artifacts.ArtifactError,
         ) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise Exit(code=1) from None

@@ -340,3 +340,17 @@ def test_group_vars_overrides_change_the_list(tmp_path, monkeypatch):
     assert "quay.io/ceph/ceph:v20.2.4" not in images
     # resolved once per inputs: one cached file per state of group_vars
     assert len(list((tmp_path / "cache" / "artifact-vars").glob("upgv-*.json"))) == 2
+
+
+def test_an_image_pinned_by_digest_is_refused(monkeypatch):
+    """A bundle holds one architecture's manifest (another digest) served by tag; containerd
+    asks for the pinned digest and misses: the list refuses such a pin, naming the image."""
+    resolved = artifacts.stage_vars(lab("default"))
+    pinned = json.loads(json.dumps(resolved))
+    pin = "quay.io/calico/node:v3.31.7@sha256:" + "a" * 64
+    pinned["download_table"]["calico_manifest"]["images"] = [pin]
+    monkeypatch.setattr(artifacts, "stage_vars", lambda _spec: pinned)
+    with pytest.raises(artifacts.ArtifactError, match=re.escape(pin)):
+        artifacts.lab_artifacts(lab("default"))
+    monkeypatch.setattr(artifacts, "stage_vars", lambda _spec: resolved)
+    assert all(i.digest is None for i in artifacts.lab_artifacts(lab("default")).images)
