@@ -354,3 +354,77 @@ def test_an_image_pinned_by_digest_is_refused(monkeypatch):
         artifacts.lab_artifacts(lab("default"))
     monkeypatch.setattr(artifacts, "stage_vars", lambda _spec: resolved)
     assert all(i.digest is None for i in artifacts.lab_artifacts(lab("default")).images)
+
+
+@pytest.fixture
+def files_mirror(tmp_path):
+    """A files mirror (<mirror>/HOST/PATH, Kubespray's files_repo layout) on loopback."""
+    import functools  # noqa: PLC0415
+    import http.server  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *_a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    thread.join(10)
+
+
+def test_containerd_2_where_the_lab_can_download_it_debians_only_where_it_cannot(
+    tmp_path, monkeypatch, files_mirror
+):
+    """Debian 12's containerd 1.6.20 is older than containerd's tested versions for Kubernetes
+    1.35 (1.7.28+ or 2.x): auto takes the downloaded 2.x wherever the lab can have it (here: its
+    files mirror has it, or the controller's cache does) and falls back on Debian's only where
+    it cannot; `spec` says which."""
+    from clusterlab import inventory  # noqa: PLC0415
+
+    root, mirror = files_mirror
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    table = yaml.safe_load(artifacts.DOWNLOAD_TABLE.read_text())["download_table"]
+    url = table["containerd"]["url"]
+    cache_dir = tmp_path / "downloads"
+    over = {"artifacts": {"mirror_url": mirror, "cache_dir": str(cache_dir)}}
+
+    def source(s):
+        return artifacts.stage_vars(s)["container_runtime_source"]
+
+    s = local(**over)
+    assert inventory.containerd_downloadable(s) is False  # the mirror lacks it
+    assert source(s) == "distro"
+    assert "containerd" not in {f.name for f in artifacts.lab_artifacts(s).files}
+
+    served = root / url.split("://", 1)[1]
+    served.parent.mkdir(parents=True)
+    served.write_bytes(b"tarball")
+    inventory._answers.cache_clear()
+    assert inventory.containerd_downloadable(s) is True
+    assert source(s) == "download"
+    assert {"containerd", "runc", "cni_plugins"} <= {
+        f.name for f in artifacts.lab_artifacts(s).files
+    }
+    assert "the downloaded 2." in commands_runtime_note(s)
+
+    served.unlink()
+    inventory._answers.cache_clear()
+    cached = cache_dir / "containerd" / table["containerd"]["version"] / url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"tarball")
+    assert inventory.containerd_downloadable(s) is True
+
+    # RHEL family and Kubernetes 1.36 download in any case: nothing to probe
+    assert inventory.containerd_downloadable({**s, "os": "rocky9"}) is None
+    newer = {**s, "kubernetes": {**s["kubernetes"], "version": "1.36.4"}}
+    assert inventory.containerd_downloadable(newer) is None
+
+
+def commands_runtime_note(s: dict) -> str:
+    from clusterlab import commands  # noqa: PLC0415
+
+    return commands.runtime_note(s)
