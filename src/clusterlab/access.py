@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from clusterlab import ansible, paths, releases
+from clusterlab import ansible, paths, progname, releases
 from clusterlab.providers import ProviderError
 
 TOOLS_PLAYBOOK = "controller-tools.yml"
@@ -17,7 +17,7 @@ def kubeconfig_path(spec: dict) -> Path:
     if not path.exists():
         raise ProviderError(
             f"lab {spec['name']} has no kubeconfig ({path}): the kubernetes stage has not "
-            f"completed; run `inv up --lab {spec['name']}`"
+            f"completed; run `{progname.cmd('up --lab ' + spec['name'])}`"
         )
     return path
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clusterlab import progname
 from clusterlab.artifacts import Artifacts, FileArtifact, ImageArtifact
 
 INDEX = "index.json"
@@ -301,7 +302,9 @@ def missing(arts: Artifacts, bundle: Path) -> list[str]:
     (the download role's sha256, skopeo and the registry's digests)."""
     bundle = Path(bundle)
     if not (bundle / INDEX).is_file():
-        return [f"{bundle} is not a bundle (no {INDEX}); make one with `inv artifacts fetch`"]
+        return [
+            f"{bundle} is not a bundle (no {INDEX}); make one with `{progname.cmd('artifacts fetch')}`"
+        ]
     index = read_index(bundle)
     out = []
     for f in arts.files:

@@ -67,11 +67,25 @@ class ClusterlabProgram(Program):
         ]
 
     def parse_core(self, argv: list[str] | None) -> None:
+        argv = self.task_help_first(list(sys.argv if argv is None else argv))
         self.normalize_argv(argv)
         self.parse_core_args()
         if self.args.version.value:
             self.print_version()
             raise Exit
+
+    def task_help_first(self, argv: list[str]) -> list[str]:
+        """`TASK … --help` (or -h) before any `--` is `--help TASK`: invoke would hand the flag
+        to a task's positional parameter (`ssh --help` ran ssh to a node named --help)."""
+        words = argv[1:]
+        end = words.index("--") if "--" in words else len(words)
+        i = 0
+        while i < end and words[i].startswith("-"):
+            i += 2 if words[i] == "--lab" else 1
+        if i < end and words[i] in self.namespace.task_names:
+            if any(w in ("-h", "--help") for w in words[i + 1 : end]):
+                return [argv[0], "--help", words[i]]
+        return argv
 
     def update_config(self, merge: bool = True) -> None:
         if self.args.lab.value:  # read by commands.lab_name where a task has no --lab

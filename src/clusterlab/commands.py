@@ -217,7 +217,7 @@ UNTIL_HELP = "Stop after this stage: " + ", ".join(
         "until": UNTIL_HELP + " (default: every built stage).",
         "trust_new_hosts": "Static provider: record host keys of nodes seen for the first time "
         "(trust on first use). Without it, unknown host keys are refused.",
-        "bundle": "Offline bundle directory (inv artifacts fetch) to serve to the nodes: "
+        "bundle": f"Offline bundle directory ({progname.cmd('artifacts fetch')}) to serve to the nodes: "
         "files over HTTP, images from a registry on the controller (as artifacts.bundle; "
         "remembered until down).",
     }
@@ -285,13 +285,15 @@ def status(c, lab=None):
         )
 
 
-@lab_task(help={"node": "Node name, as in `inv status`."})
+@lab_task(help={"node": f"Node name, as in `{progname.cmd('status')}`."})
 def ssh(c, node, lab=None):
-    """Open a shell on NODE, or run the command after `--` (inv ssh node1 -- uptime)."""
+    """Open a shell on NODE, or run the command after `--` (ssh node1 -- uptime)."""
     s = load(c, lab)
     cfg = paths.state_dir(s["name"]) / "ssh_config"
     if not cfg.exists():
-        raise ProviderError(f"lab {s['name']} is not up (no {cfg}); run `inv up --lab {s['name']}`")
+        raise ProviderError(
+            f"lab {s['name']} is not up (no {cfg}); run `{progname.cmd('up --lab ' + s['name'])}`"
+        )
     names = [n["name"] for n in s["nodes"]]
     if node not in names:
         raise ProviderError(f"no node {node!r} in lab {s['name']} (nodes: {', '.join(names)})")
@@ -325,7 +327,7 @@ def rook(c, lab=None):
 
 @lab_task
 def ceph(c, lab=None):
-    """Run a ceph command in the lab's Rook toolbox: inv ceph -- status."""
+    """Run a ceph command in the lab's Rook toolbox: ceph -- status."""
     s = load(c, lab)
     args = shlex.split(getattr(c, "remainder", "") or "") or ["status"]
     cmd = access.kubectl_command(s, access.toolbox_exec(args))
@@ -347,19 +349,21 @@ ARTIFACT_ACTIONS = ("list", "fetch")
 def artifacts_(c, action, lab=None, out=None):
     """Everything a lab needs offline: list it, or fetch it into a bundle for `up --bundle`."""
     if action not in ARTIFACT_ACTIONS:
-        raise ProviderError(f"inv artifacts ACTION: one of {', '.join(ARTIFACT_ACTIONS)}")
+        raise UsageError(
+            f"{progname.cmd('artifacts ACTION')}: ACTION is one of {', '.join(ARTIFACT_ACTIONS)}"
+        )
     s = load(c, lab)
     arts = artifacts.lab_artifacts(s)
     if action == "list":
         print(artifacts.listing(arts))
         return
     if not out:
-        raise ProviderError("inv artifacts fetch --out DIR: where to write the bundle")
+        raise UsageError(f"{progname.cmd('artifacts fetch --out DIR')}: where to write the bundle")
     with ui.stage(f"fetch {len(arts.files)} files and {len(arts.images)} images into {out}"):
         counts = bundle.fetch(arts, Path(out), ui.info)
     ui.info(
         f"bundle {out}: {counts['fetched']} fetched, {counts['present']} already present; "
-        f"bring the lab up offline with: inv up --lab {s['name']} --bundle {out}"
+        f"bring the lab up offline with: {progname.cmd(' '.join(['up --lab', s['name'], '--bundle', str(out)]))}"
     )
 
 
@@ -371,7 +375,7 @@ def kubeconfig(c, lab=None):
 
 @lab_task
 def kubectl(c, lab=None):
-    """Run the lab's checksummed kubectl against its cluster: inv kubectl -- get nodes -o wide."""
+    """Run the lab's checksummed kubectl against its cluster: kubectl -- get nodes -o wide."""
     s = load(c, lab)
     args = shlex.split(getattr(c, "remainder", "") or "")
     raise Exit(code=subprocess.call(access.kubectl_command(s, args), env=access.kubectl_env(s)))
@@ -485,7 +489,7 @@ class DemoTask(Task):
     klass=DemoTask,
     positional=["name"],
     help={
-        "name": "Demo to run (inv demo --list names them).",
+        "name": f"Demo to run ({progname.cmd('demo --list')} names them).",
         "list": "List the demos: name, minutes it takes live, what it shows.",
         "step": "Wait for Enter between steps (on a terminal only).",
         "cleanup": "Remove everything the demo made (namespace, volumes) and check none is left.",
@@ -516,7 +520,7 @@ def demo(c, name=None, lab=None, *, list_=False, step=False, cleanup=False):
     if not cleanup and not stages.done_marker(s, "rook").exists():
         raise ProviderError(
             f"demo {name} needs the Rook stage's storage classes; the rook stage has not run "
-            f"on lab {s['name']} (inv up --lab {s['name']})"
+            f"on lab {s['name']} ({progname.cmd('up --lab ' + s['name'])})"
         )
     if not cleanup:  # offline labs: the demo's images are in the bundle, and it is served
         stages.check_bundle(s, {f"demo:{name}"})

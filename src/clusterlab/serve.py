@@ -44,7 +44,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from clusterlab import artifacts, paths, procs, ui
+from clusterlab import artifacts, paths, procs, progname, ui
 from clusterlab import bundle as bundle_mod
 from clusterlab.bundle import INDEX, BundleError
 
@@ -78,7 +78,7 @@ def read_index(bundle: Path) -> dict:
     if not path.is_file():
         raise ServeError(
             f"{bundle} is not an artifact bundle: no {INDEX} (make one with "
-            f"`inv artifacts fetch --lab LAB --out {bundle}`)"
+            f"`{progname.cmd('artifacts fetch --lab LAB --out ' + str(bundle))}`)"
         )
     data = bundle_mod.read_index(path.parent)
     for key in ("files", "images"):

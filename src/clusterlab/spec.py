@@ -143,7 +143,7 @@ FIELDS: dict[str, Field] = {
     "artifacts.bundle": Field(
         "path",
         None,
-        "Offline bundle (`inv artifacts fetch`) served to the lab from the controller "
+        "Offline bundle (`clusterlab artifacts fetch`) served to the lab from the controller "
         "(relative: to the lab's folder); replaces mirror_url and image_registry.",
     ),
     "vagrant.provider": Field("enum", "libvirt", "Vagrant provider.", VAGRANT_PROVIDERS),

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from clusterlab import ansible, artifacts, become, bundle, paths, progress, serve, ui
+from clusterlab import ansible, artifacts, become, bundle, paths, progname, progress, serve, ui
 from clusterlab.providers import ProviderError
 
 
@@ -117,7 +117,7 @@ def inventory_file(spec: dict) -> Path:
     inv = paths.state_dir(spec["name"]) / "hosts.yml"
     if not inv.exists():
         raise ProviderError(
-            f"lab {spec['name']} is not up (no {inv}); run `inv up --lab {spec['name']}`"
+            f"lab {spec['name']} is not up (no {inv}); run `{progname.cmd('up --lab ' + spec['name'])}`"
         )
     return inv
 
@@ -231,7 +231,7 @@ def check_bundle(spec: dict, needs: list[Stage] | set[str]) -> None:
     if lacking:
         raise bundle.BundleError(
             f"bundle {where} lacks {len(lacking)} artifact(s) lab {spec['name']} needs "
-            f"(add them with `inv artifacts fetch --lab {spec['name']} --out {where}` on a "
+            f"(add them with `{progname.cmd(' '.join(['artifacts fetch --lab', spec['name'], '--out', str(where)]))}` on a "
             "connected machine):\n  " + "\n  ".join(lacking)
         )
     if spec["name"] in _REMEMBER:
@@ -301,7 +301,7 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
             if not list((state / "demos").glob("*.done")):
                 ui.info(
                     f"--  verify {layer}: skipped (no demo has run on this lab; "
-                    f"inv demo NAME --lab {spec['name']})"
+                    f"{progname.cmd('demo NAME --lab ' + spec['name'])})"
                 )
                 continue
         elif layer not in done:
@@ -312,7 +312,7 @@ def verify(spec: dict, layers: list[str] | None = None) -> None:
                 continue
             ui.info(
                 f"--  verify {layer}: skipped (the {stage} stage has not run on this lab; "
-                f"inv up --lab {spec['name']} --until {stage})"
+                f"{progname.cmd(' '.join(['up --lab', spec['name'], '--until', stage]))})"
             )
             continue
         report = state / "reports" / f"verify-{layer}.xml"

@@ -200,6 +200,27 @@ def test_a_mistyped_task_or_flag_gets_a_suggestion_and_exit_2():
     assert "did you mean 'manifests'?" in helped.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "task"),
+    [
+        (["ssh", "--help"], "ssh"),
+        (["demo", "-h"], "demo"),
+        (["--lab", "default", "ssh", "node1", "--help"], "ssh"),
+    ],
+)
+def test_task_help_after_a_task_with_a_positional_argument_is_its_help(argv, task):
+    """`ssh --help` prints ssh's help; it ran ssh to a node named --help (exit 1, "not up")."""
+    res = run_cli(*argv)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"Usage: clusterlab {task} ")
+
+
+def test_help_after_double_dash_belongs_to_the_command_run_on_the_node(tmp_path):
+    res = run_cli("ssh", "node1", "--", "--help", env_extra={"CLUSTERLAB_STATE": str(tmp_path)})
+    assert res.returncode == 1
+    assert "is not up" in res.stderr
+
+
 def test_positional_arguments_show_as_positional():
     res = run_cli("--help", "demo")
     assert res.returncode == 0

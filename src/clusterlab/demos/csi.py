@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from clusterlab import progname
 from clusterlab.demos.base import Context, Demo, Result, Step
 from clusterlab.demos.kubeout import mount_of, table
 
@@ -149,7 +150,7 @@ def missing_crds(r: Result, ctx: Context) -> str | None:
     return (
         f"the snapshot CRDs {', '.join(missing)} are not installed: snapshots need the "
         "external-snapshotter's CRDs and its snapshot-controller, which the Rook stage "
-        "installs (a lab built before it did: run `inv up` again)"
+        f"installs (a lab built before it did: run `{progname.cmd('up')}` again)"
     )
 
 
