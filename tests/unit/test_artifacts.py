@@ -187,10 +187,10 @@ def test_cli_lists_and_refuses_unknown_actions(tmp_path):
     assert listed.returncode == 0, listed.stderr
     assert "docker.io/library/redis:7.4.2  [demo:redis-ha]" in listed.stdout
     bad = run("pack", "--lab", "meetup-host")
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # a usage error, as argparse's
     assert "one of list, fetch" in bad.stderr
     no_out = run("fetch", "--lab", "meetup-host")
-    assert no_out.returncode == 1
+    assert no_out.returncode == 2
     assert "--out DIR" in no_out.stderr
 
 
