@@ -35,7 +35,9 @@ def image_entry(ref: str) -> dict:
 
 # ------------------------------------------------------------------ index
 def test_read_index_refuses_what_is_not_a_bundle(tmp_path):
-    with pytest.raises(serve.ServeError, match=r"no index\.json .*inv artifacts fetch"):
+    with pytest.raises(
+        serve.ServeError, match=r"no index\.json .*(clusterlab|inv) artifacts fetch"
+    ):
         serve.read_index(tmp_path)
     (tmp_path / "index.json").write_text("{not json")
     with pytest.raises(BundleError, match="not a bundle index"):
