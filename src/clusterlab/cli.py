@@ -82,9 +82,12 @@ class ClusterlabProgram(Program):
         i = 0
         while i < end and words[i].startswith("-"):
             i += 2 if words[i] == "--lab" else 1
-        if i < end and words[i] in self.namespace.task_names:
-            if any(w in ("-h", "--help") for w in words[i + 1 : end]):
-                return [argv[0], "--help", words[i]]
+        if (
+            i < end
+            and words[i] in self.namespace.task_names
+            and any(w in ("-h", "--help") for w in words[i + 1 : end])
+        ):
+            return [argv[0], "--help", words[i]]
         return argv
 
     def update_config(self, merge: bool = True) -> None:
