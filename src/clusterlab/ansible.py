@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from clusterlab import files, paths, sshconf
+from clusterlab import files, paths, progname, sshconf
 from clusterlab import progress as progress_mod
 
 RECAP_RE = re.compile(
@@ -104,8 +104,10 @@ def run_playbook(
     `progress` shows them live.
     """
     cmd = [bin_path("ansible-playbook"), "-i", str(inventory), str(playbook)]
-    if extra_vars:  # JSON: a value with spaces or '=' stays one value (key=value splits)
-        cmd += ["-e", json.dumps(extra_vars)]
+    # hints in the roles' messages name the command the user ran (clusterlab … or inv …);
+    # JSON: a value with spaces or '=' stays one value (key=value splits)
+    extra_vars = {"clusterlab_program": progname.program(), **(extra_vars or {})}
+    cmd += ["-e", json.dumps(extra_vars)]
     cmd += extra_args or []
     log.parent.mkdir(parents=True, exist_ok=True)
     run_env = env()

@@ -1,29 +1,36 @@
-"""Every file and container image a lab needs, derived from the tables the stages use.
+"""Every file and container image a lab needs, derived from the variables the stages use.
 
-Files come from the download role's table (roles/common/download/defaults/main.yml: URL,
-sha256, destination) in the entries each stage installs; images from the releases table
-(Kubernetes images, pause), the download table's `images` of the CNI and Rook manifests,
-the Rook roles' defaults (Ceph image, snapshot-controller) and the demos' templates.
+Those variables are resolved by Ansible itself (playbooks/artifact-vars.yml on the controller:
+the lab's inventory, its inventories/<lab>/group_vars/ — which win over the spec — and the
+roles' defaults and vars), so a group_vars override of container_runtime_source,
+kube_network_plugin, kube_version or the Ceph image changes the list as it changes the stages.
+Files come from the download role's table (URL, sha256, destination) in the entries each stage
+installs; images from the release table (Kubernetes images, pause), the download table's
+`images` of the CNI and Rook manifests, the Rook roles' image variables and the demos'
+templates. The resolved variables are cached per lab and inputs under
+~/.cache/clusterlab/artifact-vars/.
 `inv artifacts list` prints this list, `inv artifacts fetch` makes a bundle of it, and
 `inv up --bundle` refuses a bundle that lacks any of it.
 """
 
 from __future__ import annotations
 
-import functools
+import copy
+import hashlib
+import json
+import os
 import re
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import yaml
 
-from clusterlab import paths, releases
-from clusterlab.oses import OSES
+from clusterlab import paths
 
 DOWNLOAD_TABLE = paths.ROOT / "roles" / "common" / "download" / "defaults" / "main.yml"
-CONTAINER_RUNTIME_VARS = paths.ROOT / "roles" / "prepare" / "container_runtime" / "vars"
 ROLE_DEFAULTS = {
     "ceph_cluster": paths.ROOT / "roles" / "rook" / "ceph_cluster" / "defaults" / "main.yml",
     "snapshot_controller": paths.ROOT
@@ -109,63 +116,88 @@ def normalize_ref(ref: str) -> str:
     return ref
 
 
-@functools.cache
-def _yaml(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text()) or {}
+VARS_PLAYBOOK = paths.PLAYBOOKS / "artifact-vars.yml"
 
 
-@functools.cache
-def _jinja() -> jinja2.Environment:
-    """Jinja with Ansible's core filters (dirname, basename, default …)."""
-    from ansible.plugins.filter.core import FilterModule  # noqa: PLC0415 - slow import
-
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)  # noqa: S701 - YAML values, not HTML
-    env.filters.update(FilterModule().filters())
-    return env
+class ArtifactError(ValueError):
+    """The list cannot name an artifact as a bundle could serve it (an image pinned by digest)."""
 
 
-def _render(value: Any, variables: dict[str, Any]) -> Any:
-    """Render a table value the way Ansible would (the table's Jinja uses plain variables)."""
-    if isinstance(value, str) and "{{" in value:
-        return _jinja().from_string(value).render(**variables).strip()
-    if isinstance(value, list):
-        return [_render(v, variables) for v in value]
-    return value
+def _inputs_digest(hosts_yaml: str, user_vars: Path) -> str:
+    """What the resolved variables depend on: the inventory, the user's group_vars, the
+    playbook and every role's defaults and vars."""
+    digest = hashlib.sha256(hosts_yaml.encode())
+    files = [VARS_PLAYBOOK, *sorted(paths.ROOT.glob("roles/**/defaults/*.yml"))]
+    files += sorted(paths.ROOT.glob("roles/**/vars/*.yml"))
+    files += sorted(p for p in user_vars.rglob("*") if p.is_file()) if user_vars.is_dir() else []
+    for path in files:
+        digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:32]
 
 
-def _variables(spec: dict) -> dict[str, Any]:
-    family = OSES[spec["os"]].family
-    version = spec["kubernetes"]["version"]
-    return {
-        "kube_version": version,
-        "clusterlab_kube_release": releases.kube_releases()[version],
-        "clusterlab_os_family": family,
-        "clusterlab_bin_dir": "/opt/bin" if family == "flatcar" else "/usr/local/bin",
-        "artifacts_image_registry": "",  # the list names upstream references
-    }
+def stage_vars(spec: dict) -> dict[str, Any]:
+    """The variables the stages will use for this lab (see playbooks/artifact-vars.yml)."""
+    # ansible and inventory import serve and bundle, which import this module
+    from clusterlab import ansible, inventory  # noqa: PLC0415
+    from clusterlab.providers import get_provider  # noqa: PLC0415
+
+    planned = copy.deepcopy(spec)
+    # Upstream references, and no bundle: what a lab needs does not depend on where it is served
+    # from (and the bundle's mirror variables are themselves derived from this list).
+    planned["artifacts"] = {**planned["artifacts"], "bundle": None, "image_registry": None}
+    inv = inventory.render(planned, get_provider(spec).planned_connections())
+    hosts_yaml = yaml.safe_dump(inv, sort_keys=True)
+    user_vars = paths.lab_dir(spec["name"]) / "group_vars"
+    cache = (
+        paths.cache_root()
+        / "artifact-vars"
+        / (f"{spec['name']}-{_inputs_digest(hosts_yaml, user_vars)}.json")
+    )
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    with tempfile.TemporaryDirectory(prefix="clusterlab-artifact-vars-") as tmp:
+        work = Path(tmp)
+        (work / "hosts.yml").write_text(hosts_yaml)
+        if user_vars.is_dir():  # the user's overrides apply here as in the stages
+            (work / "group_vars").symlink_to(user_vars.resolve())
+        out = work / "vars.json"
+        try:
+            ansible.run_playbook(
+                VARS_PLAYBOOK,
+                work / "hosts.yml",
+                work / "artifact-vars.log",
+                extra_vars={
+                    "artifact_vars_out": str(out),
+                    "ansible_python_interpreter": sys.executable,
+                },
+            )
+        except ansible.AnsibleError as exc:
+            detail = str(exc).partition("\n")[2] or str(exc)
+            raise ansible.AnsibleError(
+                f"cannot resolve the variables of lab {spec['name']} (its group_vars?):\n{detail}"
+            ) from exc
+        resolved = json.loads(out.read_text())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp_cache = cache.with_suffix(f".{os.getpid()}.tmp")
+    tmp_cache.write_text(json.dumps(resolved, sort_keys=True))
+    tmp_cache.replace(cache)
+    return resolved
 
 
-def containerd_from_downloads(spec: dict) -> bool:
-    """decide.yml's rule: the distribution's containerd where it has one and Kubernetes ≤ 1.35."""
-    source = spec["kubernetes"].get("container_runtime_source", "auto")
-    if source != "auto":
-        return source == "download"
-    family = OSES[spec["os"]].family
-    found = CONTAINER_RUNTIME_VARS / f"{family}.yml"
-    distro = _yaml(found if found.is_file() else CONTAINER_RUNTIME_VARS / "defaults.yml")
-    minor = int(spec["kubernetes"]["version"].split(".")[1])
-    return not (distro.get("container_runtime_distro_packages") and minor <= 35)
+def containerd_from_downloads(variables: dict[str, Any]) -> bool:
+    """decide.yml's rule, as Ansible resolved it for the lab."""
+    return variables["container_runtime_source"] == "download"
 
 
-def _files(spec: dict, variables: dict[str, Any]) -> list[FileArtifact]:
-    table = _yaml(DOWNLOAD_TABLE)["download_table"]
+def _files(variables: dict[str, Any]) -> list[FileArtifact]:
+    table = variables["download_table"]
     wanted: dict[str, list[str]] = {}
-    if containerd_from_downloads(spec):
+    if containerd_from_downloads(variables):
         for name in PREPARE_DOWNLOADS:
             wanted.setdefault(name, []).append("prepare")
-    for name in (*KUBERNETES_DOWNLOADS, f"{spec['kubernetes']['cni']}_manifest"):
+    for name in (*KUBERNETES_DOWNLOADS, f"{variables['cni_plugin']}_manifest"):
         wanted.setdefault(name, []).append("kubernetes")
-    if spec["rook"]["enabled"]:
+    if variables["rook_enabled"]:
         for name in ROOK_DOWNLOADS:
             wanted.setdefault(name, []).append("rook")
     out = []
@@ -174,10 +206,10 @@ def _files(spec: dict, variables: dict[str, Any]) -> list[FileArtifact]:
         out.append(
             FileArtifact(
                 name=name,
-                version=str(_render(entry["version"], variables)),
-                url=_render(entry["url"], variables),
-                sha256=_render(entry["sha256"], variables),
-                dest=_render(entry["dest"], variables) if "dest" in entry else "controller",
+                version=str(entry["version"]),
+                url=str(entry["url"]).strip(),
+                sha256=str(entry["sha256"]).strip(),
+                dest=str(entry["dest"]).strip() if "dest" in entry else "controller",
                 stages=tuple(stages),
             )
         )
@@ -185,13 +217,7 @@ def _files(spec: dict, variables: dict[str, Any]) -> list[FileArtifact]:
 
 
 def _table_images(name: str, variables: dict[str, Any]) -> list[str]:
-    return _render(_yaml(DOWNLOAD_TABLE)["download_table"][name].get("images", []), variables)
-
-
-def _role_image(role: str, var: str, variables: dict[str, Any]) -> str:
-    defaults = _yaml(ROLE_DEFAULTS[role])
-    # the role's own variables the image line uses (e.g. its tag), then the lab's
-    return _render(defaults[var], {**defaults, **variables})
+    return [str(i).strip() for i in variables["download_table"][name].get("images", [])]
 
 
 def demo_images(demo: str) -> list[str]:
@@ -202,14 +228,21 @@ def demo_images(demo: str) -> list[str]:
     return found
 
 
-def _images(spec: dict, variables: dict[str, Any]) -> list[ImageArtifact]:
+def _images(variables: dict[str, Any]) -> list[ImageArtifact]:
     release = variables["clusterlab_kube_release"]
-    version = spec["kubernetes"]["version"]
+    version = variables["kube_version"]
     wanted: dict[str, list[str]] = {}
 
     def add(ref: str, stage: str) -> None:
-        name, at, digest = ref.partition("@")  # a pin by digest stays beside the name
-        stages = wanted.setdefault(normalize_ref(name) + at + digest, [])
+        if "@" in ref:
+            # `artifacts fetch` copies one architecture (a manifest with another digest) and the
+            # lab's registry serves it by tag; containerd would ask for the pinned index digest
+            # and miss. Refused rather than served wrong.
+            raise ArtifactError(
+                f"{ref} ({stage}) is pinned by digest: offline bundles serve images by tag only; "
+                "pin it by tag"
+            )
+        stages = wanted.setdefault(normalize_ref(ref), [])
         if stage not in stages:
             stages.append(stage)
 
@@ -219,14 +252,14 @@ def _images(spec: dict, variables: dict[str, Any]) -> list[ImageArtifact]:
     add(f"registry.k8s.io/etcd:{release['etcd']}", "kubernetes")
     add(PROBE_IMAGE, "kubernetes")
     add(f"registry.k8s.io/coredns/coredns:{release['coredns']}", "kubernetes")
-    for ref in _table_images(f"{spec['kubernetes']['cni']}_manifest", variables):
+    for ref in _table_images(f"{variables['cni_plugin']}_manifest", variables):
         add(ref, "kubernetes")
-    if spec["rook"]["enabled"]:
+    if variables["rook_enabled"]:
         for ref in _table_images("rook_operator", variables):
             add(ref, "rook")
-        add(_role_image("ceph_cluster", "ceph_cluster_image", variables), "rook")
-        add(_role_image("snapshot_controller", "snapshot_controller_image", variables), "rook")
-    for demo in spec.get("demos") or []:
+        add(variables["ceph_cluster_image"].strip(), "rook")
+        add(variables["snapshot_controller_image"].strip(), "rook")
+    for demo in variables["demos"]:
         for ref in demo_images(demo):
             add(ref, f"demo:{demo}")
     out = []
@@ -238,8 +271,8 @@ def _images(spec: dict, variables: dict[str, Any]) -> list[ImageArtifact]:
 
 def lab_artifacts(spec: dict) -> Artifacts:
     """Everything the lab needs across all its stages and demos."""
-    variables = _variables(spec)
-    return Artifacts(tuple(_files(spec, variables)), tuple(_images(spec, variables)))
+    variables = stage_vars(spec)
+    return Artifacts(tuple(_files(variables)), tuple(_images(variables)))
 
 
 def listing(arts: Artifacts) -> str:

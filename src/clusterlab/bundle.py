@@ -181,24 +181,50 @@ def _loopback(host: str) -> bool:
         return False
 
 
+RESUMES = 3  # how often one fetch resumes a body the server cut short
+
+
+def _expected_size(resp: Any, have: int) -> int | None:
+    """The whole file's size from a 206's Content-Range (…/total) or a 200's Content-Length."""
+    if resp.status == 206:
+        total = (resp.headers.get("Content-Range") or "").rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    length = resp.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
+
+
 def _download(url: str, part: Path, timeout: float) -> None:
-    """Append the rest of `url` to `part` (resuming where a previous run stopped)."""
-    have = part.stat().st_size if part.exists() else 0
+    """Append the rest of `url` to `part` (resuming where a previous run stopped).
+
+    A connection closed cleanly before the body's end is no error for http.client (its read
+    returns b"" early, cpython Lib/http/client.py readinto): the part is measured against
+    Content-Length/Content-Range and resumed with a Range request, RESUMES times, then kept
+    for the next run."""
     if not url.startswith(("http://", "https://")):
         raise BundleError(f"{url}: only http(s) URLs are fetched")
-    req = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
-        url, headers={"Range": f"bytes={have}-"} if have else {}
-    )
-    try:
-        resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - table URLs
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have:  # the part already holds every byte
+    for _attempt in range(RESUMES + 1):
+        have = part.stat().st_size if part.exists() else 0
+        req = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+            url, headers={"Range": f"bytes={have}-"} if have else {}
+        )
+        try:
+            resp = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - table URLs
+        except urllib.error.HTTPError as exc:
+            if exc.code == 416 and have:  # the part already holds every byte
+                return
+            raise
+        with resp:
+            expected = _expected_size(resp, have)
+            mode = "ab" if have and resp.status == 206 else "wb"  # no ranges: start again
+            with open(part, mode) as out:
+                shutil.copyfileobj(resp, out, CHUNK)
+        size = part.stat().st_size
+        if expected is None or size >= expected:
             return
-        raise
-    with resp:
-        mode = "ab" if have and resp.status == 206 else "wb"  # no ranges: start again
-        with open(part, mode) as out:
-            shutil.copyfileobj(resp, out, CHUNK)
+    raise BundleError(
+        f"cannot download {url}: the server closed the connection after {size} of "
+        f"{expected} bytes (kept {part.name} to resume)"
+    )
 
 
 def fetch_file(f: FileArtifact, bundle: Path, timeout: float = 60) -> bool:
@@ -263,7 +289,9 @@ def fetch_image(i: ImageArtifact, bundle: Path, timeout: float = 1800) -> dict[s
     part = dest.with_name(dest.name + ".part")
     part.unlink(missing_ok=True)  # an archive cannot be resumed: start it again
     source = f"docker://{i.ref.rsplit(':', 1)[0]}@{i.digest}" if i.digest else f"docker://{i.ref}"
-    args = ["copy", "--quiet", "--override-os", "linux", "--override-arch", "amd64"]
+    # --retry-times: skopeo retries a failed pull of a blob or manifest (skopeo-copy(1)).
+    args = ["copy", "--quiet", "--retry-times", "3"]
+    args += ["--override-os", "linux", "--override-arch", "amd64"]
     if _loopback(i.host):
         args.append("--src-tls-verify=false")
     res = _skopeo([*args, source, f"oci-archive:{part}"], timeout)

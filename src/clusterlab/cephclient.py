@@ -28,6 +28,10 @@ _LIVE = {
 # For own kernels, assumed when nothing was probed (`clusterlab manifests`): the prepare stage
 # loads rbd and fails without it; the ceph module ships with every supported OS's kernel.
 OWN_KERNEL_ASSUMED = {"rbd": True, "nbd": False, "ceph": True}
+# The probe runs without root, whose PATH lacks the sbin directories (Debian's and RHEL's
+# login PATH for users): modprobe by path. /sbin/modprobe exists on every supported OS (kmod
+# installs it there; usr-merged systems link /sbin to /usr/sbin: Debian 12, RHEL 9, Flatcar).
+MODPROBE = "/sbin/modprobe"
 
 
 def probe_script(shared_kernel: bool) -> str:
@@ -36,7 +40,7 @@ def probe_script(shared_kernel: bool) -> str:
     for name in FEATURES:
         test = _LIVE[name]
         if not shared_kernel:
-            test += f" || modprobe -n -q {name} 2>/dev/null"
+            test += f" || {MODPROBE} -n -q {name} 2>/dev/null"
         lines.append(f'if {test}; then echo "{name} yes"; else echo "{name} no"; fi')
     return "\n".join(lines) + "\n"
 

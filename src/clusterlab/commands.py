@@ -100,6 +100,7 @@ def handles_errors(fn: Callable) -> Callable:
             NotImplementedStage,
             ansible.AnsibleError,
             bundle.BundleError,
+            artifacts.ArtifactError,
         ) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise Exit(code=1) from None
@@ -188,7 +189,30 @@ def spec(c, lab=None, file=None, reference=False):
     if reference:
         print(specdoc.document(), end="")
         return
-    print(yaml.safe_dump(for_provider(load(c, lab, file)), sort_keys=False), end="")
+    s = load(c, lab, file)
+    print(yaml.safe_dump(for_provider(s), sort_keys=False), end="")
+    print(runtime_note(s))
+
+
+def runtime_note(s: dict) -> str:
+    """A YAML comment saying which containerd the lab's nodes get (container_runtime_source
+    as the prepare stage resolves it, group_vars included)."""
+    try:
+        resolved = artifacts.stage_vars(s)
+    except ansible.AnsibleError as exc:
+        return f"# containerd: cannot tell ({str(exc).splitlines()[0]})"
+    if resolved["container_runtime_source"] == "download":
+        version = resolved["download_table"]["containerd"]["version"]
+        return (
+            f"# containerd: the downloaded {version} (container_runtime_source: distro in the "
+            "lab's group_vars chooses the distribution's instead)"
+        )
+    return (
+        "# containerd: the distribution's (Debian 12: 1.6.20, older than containerd's tested "
+        "versions for Kubernetes 1.35), since the lab cannot download containerd 2.x (not in "
+        "the download cache, no mirror or bundle holding it, upstream unreachable) or group_vars "
+        "chose container_runtime_source: distro"
+    )
 
 
 @lab_task

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,46 @@ class Connection:
     key_file: str | None = None
     become: bool = False
     become_method: str = "sudo"
+
+
+DOWNLOAD_TABLE = paths.ROOT / "roles" / "common" / "download" / "defaults" / "main.yml"
+DISTRO_RUNTIME_VARS = paths.ROOT / "roles" / "prepare" / "container_runtime" / "vars"
+
+
+@functools.cache
+def _answers(url: str) -> bool:
+    """A HEAD request to url succeeds (once per process; a machine without DNS fails at once)."""
+    req = urllib.request.Request(url, method="HEAD")  # noqa: S310 - the table's https URL or the lab's mirror
+    try:
+        with urllib.request.urlopen(req, timeout=5):  # noqa: S310
+            return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def containerd_downloadable(spec: dict) -> bool | None:
+    """Whether the lab can have the downloaded containerd: it is in the controller's download
+    cache, or the lab's files mirror (or the bundle) has it, or its upstream URL answers.
+    None where the question does not arise (no distro containerd to fall back on, or a
+    Kubernetes that needs containerd 2: decide.yml downloads it anyway)."""
+    family = OSES[spec["os"]].family
+    distro = DISTRO_RUNTIME_VARS / f"{family}.yml"
+    if not distro.is_file() or int(spec["kubernetes"]["version"].split(".")[1]) > 35:
+        return None
+    if not (yaml.safe_load(distro.read_text()) or {}).get("container_runtime_distro_packages"):
+        return None
+    entry = yaml.safe_load(DOWNLOAD_TABLE.read_text())["download_table"]["containerd"]
+    url = entry["url"]
+    cached = paths.cached_download(spec, "containerd", entry["version"], url.rsplit("/", 1)[1])
+    if cached.is_file():
+        return True
+    if spec["artifacts"].get("bundle"):
+        bundle_dir = Path(os.path.expanduser(spec["artifacts"]["bundle"]))
+        return url in serve.read_index(bundle_dir).get("files", {})
+    mirror = spec["artifacts"].get("mirror_url")
+    if mirror:
+        return _answers(mirror.rstrip("/") + "/" + url.split("://", 1)[1])
+    return _answers(url)
 
 
 def group_vars(spec: dict) -> dict[str, Any]:
@@ -74,6 +118,11 @@ def group_vars(spec: dict) -> dict[str, Any]:
         ),
         "clusterlab_demos": spec["demos"],
     }
+    downloadable = containerd_downloadable(spec)
+    if downloadable is not None:
+        # container_runtime's auto: the downloaded containerd 2.x where the lab can have it,
+        # else the distribution's (Debian 12: 1.6) — see roles/prepare/container_runtime.
+        out["container_runtime_can_download"] = downloadable
     if spec["artifacts"].get("bundle"):
         # Served from the controller (serve.start): files mirror and registry mirrors.
         out.update(serve.mirror_vars(spec))

@@ -33,6 +33,7 @@ class RangeServer(http.server.ThreadingHTTPServer):
     def __init__(self, root: Path):
         self.root = root
         self.sent = 0
+        self.cuts = 0  # the next `cuts` bodies stop halfway, the connection closed cleanly
         super().__init__(("127.0.0.1", 0), _Handler)
 
 
@@ -63,6 +64,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = data[start:]
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        if self.server.cuts > 0:
+            self.server.cuts -= 1
+            body = body[: len(body) // 2]
+            self.close_connection = True
         self.wfile.write(body)
         self.server.sent += len(body)
 
@@ -133,6 +138,29 @@ def test_files_verified_resumed_and_idempotent(upstream, tmp_path):
     dest.write_bytes(b"corrupt")
     assert bundle.fetch(arts, out)["fetched"] == 1
     assert bundle.sha256_of(dest) == big.sha256
+
+
+def test_a_body_cut_short_is_resumed_not_thrown_away(upstream, tmp_path):
+    """A connection closed cleanly mid-body ends the read without an error (http.client):
+    the fetch measures the part against Content-Length/Content-Range and resumes it with a
+    Range request instead of failing the checksum and deleting what it had."""
+    out = tmp_path / "bundle"
+    f = make_file(upstream, "kubeadm", 1 << 20)
+    upstream.cuts = 2  # the first body and the first resume both stop halfway
+    assert bundle.fetch(Artifacts((f,), ()), out) == {"fetched": 1, "present": 0, "failed": 0}
+    assert bundle.sha256_of(out / bundle.file_path(f)) == f.sha256
+    # half, then half of the rest, then the remaining quarter: nothing fetched twice
+    assert upstream.sent == 1 << 20
+
+    # a server that keeps cutting: the part is kept for the next run, which completes it
+    g = make_file(upstream, "kubectl", 1 << 20)
+    upstream.cuts = bundle.RESUMES + 1
+    with pytest.raises(bundle.BundleError, match=r"closed the connection after .* to resume"):
+        bundle.fetch(Artifacts((g,), ()), out)
+    part = out / (bundle.file_path(g) + ".part")
+    assert part.stat().st_size > 0
+    assert bundle.fetch(Artifacts((g,), ()), out)["fetched"] == 1
+    assert bundle.sha256_of(out / bundle.file_path(g)) == g.sha256
 
 
 def test_checksum_mismatch_is_not_kept(upstream, tmp_path):

@@ -3,6 +3,7 @@ clusterlab.hostkernel.ceph_client_features on this machine's real kernel."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def test_probe_script_runs_and_reports_every_feature(shared):
 def test_shared_kernel_probe_never_asks_modprobe():
     assert "modprobe" not in cephclient.probe_script(True)
     assert cephclient.probe_script(False).count("modprobe -n -q") == len(cephclient.FEATURES)
+
+
+def test_own_kernel_probe_finds_modprobe_without_sbin_in_path():
+    """The probe runs as the login user: PATH=/usr/local/bin:/usr/bin:/bin (Debian's and RHEL's
+    default for users) has no modprobe, so a bare `modprobe -n` fails and a node with a loadable
+    ceph module would be counted as lacking it (CephFS falls back to ceph-fuse)."""
+    script = cephclient.probe_script(False)
+    calls = re.findall(r"(\S*modprobe) -n", script)
+    assert calls
+    assert set(calls) == {"/sbin/modprobe"}
 
 
 def test_parse_probe_takes_only_what_it_knows():

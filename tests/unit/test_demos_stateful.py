@@ -126,18 +126,55 @@ FailedAttachVolume   web-deploy-6d9f7c-fghij       Multi-Attach error for volume
 """
 
 
+# Shapes of `kubectl get events -o custom-columns=REASON,OBJECT,MESSAGE` as a 1.35 cluster
+# writes them: the scheduler's volumebinding "pod has unbound immediate PersistentVolumeClaims"
+# (pkg/scheduler/framework/plugins/volumebinding, while the RBD image is provisioned) and
+# interpodaffinity's "didn't match pod anti-affinity rules"; the attach/detach controller's
+# Multi-Attach message (attachdetach/reconciler/reconciler.go).
+UNBOUND = (
+    "FailedScheduling     web-deploy-6d9f7c-fghij       0/3 nodes are available: pod has unbound "
+    "immediate PersistentVolumeClaims. preemption: 0/3 nodes are available: 3 Preemption is "
+    "not helpful for scheduling."
+)
+STS_MULTI_ATTACH = (
+    'FailedAttachVolume   web-1                         Multi-Attach error for volume "pvc-1111" '
+    "Volume is already exclusively attached to one node and can't be attached to another"
+)
+ANTI_AFFINITY = (
+    "FailedScheduling     web-deploy-6d9f7c-fghij       0/1 nodes are available: 1 node(s) "
+    "didn't match pod anti-affinity rules. preemption: 0/1 nodes are available: 1 No "
+    "preemption victims found for incoming pod."
+)
+
+
 def test_deployment_stuck():
+    head, scheduled, _attach = EVENTS.splitlines()
     assert statefulset.deployment_stuck(ok(EVENTS)) is None
-    assert (
-        statefulset.deployment_stuck(ok(EVENTS.splitlines()[0] + "\n" + EVENTS.splitlines()[1]))
-        is not None
-    )
+    assert statefulset.deployment_stuck(ok(f"{head}\n{scheduled}\n")) is not None
+    # One-node lab: the second replica cannot be placed beside the first.
+    assert statefulset.deployment_stuck(ok(f"{head}\n{scheduled}\n{ANTI_AFFINITY}\n")) is None
+
+
+def test_deployment_stuck_ignores_the_first_seconds_and_other_pods():
+    """The unbound-claim FailedScheduling of the provisioning seconds, and a Multi-Attach of the
+    StatefulSet's own pods, are not the point the demo makes."""
+    head, scheduled, _attach = EVENTS.splitlines()
+    for noise in (UNBOUND, STS_MULTI_ATTACH):
+        assert statefulset.deployment_stuck(ok(f"{head}\n{scheduled}\n{noise}\n")) is not None
+
+
+def test_one_running_waits_for_one_running_one_pending():
     pods = """NAME                      STATUS    NODE
 web-deploy-6d9f7c-abcde   Running   node2
 web-deploy-6d9f7c-fghij   Pending   node3
 """
     assert statefulset.one_running(ok(pods)) is None
     assert statefulset.one_running(ok(pods.replace("Pending", "Running"))) is not None
+    both_pending = pods.replace("Running", "Pending")
+    assert statefulset.one_running(ok(both_pending)) is not None
+    steps = {s.check: s for s in statefulset.steps(context("default"))}
+    assert steps[statefulset.one_running].wait > 0, "checked once while both pods are Pending"
+    assert steps[statefulset.deployment_stuck].wait > 0
 
 
 # ---------------------------------------------------------------- redis-ha step checks
@@ -212,3 +249,23 @@ def test_rook_modes_pvc_lab():
     )
     assert rook_modes.osd_volumes(ok(osd), ctx) is None
     assert rook_modes.node_dirs(ok("/host/var/lib/rook/mon-a\n"), ctx) is None
+
+
+@pytest.mark.parametrize(
+    ("lab", "apps"),
+    [
+        ("meetup-host", ["rook-ceph-mon", "rook-ceph-osd"]),
+        ("meetup-pvc", ["rook-ceph-mon"]),
+    ],
+)
+def test_rook_modes_node_view_goes_where_a_mon_is(lab, apps):
+    """node_dirs wants mon-* (and, in host mode, an OSD's whoami) on the viewed node: the pod
+    is placed by podAffinity to those pods, not pinned to the first OSD node, which on a lab
+    with fewer mons than nodes may have no mon."""
+    pod = yaml.safe_load(render_manifests(rook_modes.DEMO, context(lab))["node-view.yaml"])
+    assert "nodeName" not in pod["spec"]
+    terms = pod["spec"]["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert [t["labelSelector"]["matchLabels"]["app"] for t in terms] == apps
+    for term in terms:
+        assert term["namespaces"] == [rook_modes.ROOK_NS]
+        assert term["topologyKey"] == "kubernetes.io/hostname"

@@ -283,3 +283,56 @@ def test_schema_copy_equals_the_shared_reference():
     if not shared.exists():
         pytest.skip(f"{shared} is not on this machine")
     assert (SCHEMAS_DIR / "config-schemas.json").read_bytes() == shared.read_bytes()
+
+
+FLEX_DEFAULT = "/usr/libexec/kubernetes/kubelet-plugins/volume/exec"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_flexvolume_dir_is_writable_where_usr_is_read_only(lab, rendered, validators):
+    """kubeadm mounts the controller manager's flex-volume-plugin-dir (default under /usr/libexec)
+    as DirectoryOrCreate; on Flatcar's read-only /usr that mkdir fails and init times out
+    (kubernetes/kubeadm#3318). kubeadm's troubleshooting page sets it, and the kubelet's
+    volumePluginDir, under /opt/libexec; other systems keep kubeadm's default."""
+    spec, nodes, _out = rendered(lab)
+    first_cp = next(n["name"] for n in spec["nodes"] if "control_plane" in n["roles"])
+    docs = by_kind(nodes[first_cp])
+    cluster, kubelet = docs["ClusterConfiguration"], docs["KubeletConfiguration"]
+    args = {
+        a["name"]: a["value"] for a in cluster.get("controllerManager", {}).get("extraArgs", [])
+    }
+    if spec["os"] in ("flatcar", "fedora_coreos"):
+        wanted = "/opt/libexec/kubernetes/kubelet-plugins/volume/exec"
+        assert args.get("flex-volume-plugin-dir") == wanted
+        assert kubelet.get("volumePluginDir") == wanted
+    else:
+        assert "flex-volume-plugin-dir" not in args
+        assert kubelet.get("volumePluginDir", FLEX_DEFAULT) == FLEX_DEFAULT
+    for doc in (cluster, kubelet):
+        assert schema_problems(validators, doc) == []
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_kubeadm_picks_its_own_etcd_and_coredns_tags(lab, rendered):
+    """The release table's etcd/CoreDNS tags were copied from the previous patch: forcing them
+    with imageTag overrides what kubeadm of this release pulls (its constants). Not forced."""
+    spec, nodes, _out = rendered(lab)
+    first_cp = next(n["name"] for n in spec["nodes"] if "control_plane" in n["roles"])
+    cluster = by_kind(nodes[first_cp])["ClusterConfiguration"]
+    assert "imageTag" not in cluster["etcd"]["local"]
+    assert "imageTag" not in cluster.get("dns", {})
+    assert "dns" not in cluster  # default registry: kubeadm's registry.k8s.io/coredns/coredns
+
+
+def test_coredns_keeps_upstream_path_under_a_mirror(tmp_path, monkeypatch, validators):
+    """With artifacts.image_registry kubeadm would pull <registry>/coredns:<tag> (GetDNSImage
+    adds /coredns only for registry.k8s.io); the artifact list and a flat mirror have
+    <registry>/coredns/coredns, as registry.k8s.io has it."""
+    spec = copy.deepcopy(load_spec_file(paths.lab_spec_file("static-sample")))
+    spec["artifacts"]["image_registry"] = "mirror.example:5000"
+    nodes = render_lab(spec, tmp_path / "out", monkeypatch)
+    first_cp = next(n["name"] for n in spec["nodes"] if "control_plane" in n["roles"])
+    cluster = by_kind(nodes[first_cp])["ClusterConfiguration"]
+    assert cluster["imageRepository"] == "mirror.example:5000"
+    assert cluster["dns"] == {"imageRepository": "mirror.example:5000/coredns"}
+    assert schema_problems(validators, cluster) == []
