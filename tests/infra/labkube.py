@@ -47,3 +47,19 @@ def kubectl(
 def host_vars(host) -> dict:
     """The host's variables as testinfra's Ansible backend gives them, unsafe values plain."""
     return from_ansible_json(host.ansible.get_variables())
+
+
+# Where a node keeps the tools clusterlab installs: /usr/local/bin, Flatcar's /opt/bin (its
+# /usr is read-only). testinfra runs commands under sudo, whose secure_path on the RHEL
+# family is /sbin:/bin:/usr/sbin:/usr/bin, so a tool there is not found by name.
+NODE_BIN_DIRS = ("/usr/local/bin", "/opt/bin", "/usr/bin", "/usr/sbin")
+
+
+def node_command(host, *names: str) -> str:
+    """The path of the first of `names` the node has, on PATH or in NODE_BIN_DIRS."""
+    for name in names:
+        try:
+            return host.find_command(name, extrapaths=NODE_BIN_DIRS)
+        except ValueError:
+            continue
+    raise AssertionError(f"{host.backend.hostname}: none of {', '.join(names)} found")

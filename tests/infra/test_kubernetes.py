@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from labkube import host_vars, kubectl, read_inventory
+from labkube import host_vars, kubectl, node_command, read_inventory
 
 from clusterlab import artifacts
 
@@ -81,7 +81,8 @@ def test_coredns_answers_from_the_node(host, lab):
     )
     api_ip = kubectl(lab, "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}")
     name = "kubernetes.default.svc.cluster.local"
-    out = host.run(f"python3 -c '{DNS_QUERY}' {dns_ip} {name}")
+    python = node_command(host, "python3", "python")  # Flatcar: PyPy as /opt/bin/python
+    out = host.run(f"{python} -c '{DNS_QUERY}' {dns_ip} {name}")
     assert out.rc == 0, f"no DNS answer from {dns_ip}: {out.stderr}"
     assert out.stdout.split() == [api_ip], f"{name} -> {out.stdout.split()}, expected {api_ip}"
 

@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from labkube import host_vars
+from labkube import host_vars, node_command
 
 MODULE_FEATURES = {
     "overlay": "grep -qw overlay /proc/filesystems",
@@ -56,7 +56,7 @@ def test_sysctl(host, key, value):
 def test_containerd_answers(host):
     assert host.service("containerd").is_running
     assert host.service("containerd").is_enabled
-    out = host.run("ctr version")
+    out = host.run(f"{node_command(host, 'ctr')} version")
     assert out.rc == 0, out.stderr
     assert "Server:" in out.stdout
 
@@ -73,7 +73,7 @@ def test_data_disks_present_and_clean(host, hv):
         pytest.skip(
             "Rook's host data exists: Ceph owns the data disks (the ceph layer checks them)"
         )
-    tool = host.find_command("clusterlab-disk", extrapaths=("/opt/bin",))
+    tool = node_command(host, "clusterlab-disk")
     for dev in hv["lab_disks"]:
         state = json.loads(host.check_output(f"{tool} check {dev}"))
         assert state["exists"], f"{dev} does not exist"
