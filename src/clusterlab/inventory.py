@@ -126,7 +126,23 @@ def group_vars(spec: dict) -> dict[str, Any]:
     if spec["artifacts"].get("bundle"):
         # Served from the controller (serve.start): files mirror and registry mirrors.
         out.update(serve.mirror_vars(spec))
+    elif spec["artifacts"]["image_registry"]:
+        out["artifacts_registry_mirrors"] = image_registry_mirrors(spec)
     return out
+
+
+def image_registry_mirrors(spec: dict) -> dict[str, str]:
+    """artifacts.image_registry as containerd's mirror of every upstream registry the lab's
+    images come from. The images clusterlab renders itself (kubeadm's, Ceph's, the demos')
+    name the mirror directly; the CNI's, Rook's operator and ceph-csi's images are applied as
+    upstream wrote them, so containerd must redirect their registries. The mirror holds an
+    image under its upstream path without the registry host (quay.io/calico/node:TAG as
+    MIRROR/calico/node:TAG), as for the images named directly. A mirror with a path
+    (host/prefix) is that prefix's API root: override_path in hosts.toml (containerd's
+    docs/hosts.md)."""
+    host, _, prefix = spec["artifacts"]["image_registry"].partition("/")
+    endpoint = f"https://{host}/v2/{prefix}" if prefix else f"https://{host}"
+    return {upstream: endpoint for upstream in sorted(serve.lab_image_hosts(spec))}
 
 
 def disk_paths(node: dict, attached: list[str] | None = None) -> list[str]:

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from localplay import run_playbook
 
-from clusterlab import ansible, inventory, paths
+from clusterlab import ansible, artifacts, inventory, paths
 from clusterlab.ansible import failures
 from clusterlab.providers import get_provider
 from clusterlab.spec import load_spec_file, normalize
-from clusterlab.yamltags import from_ansible_json
+from clusterlab.yamltags import from_ansible_json, plain
 
 LABS = sorted(p.parent.name for p in paths.INVENTORIES.glob("*/lab.yml"))
 
@@ -223,3 +223,28 @@ def test_ansible_reads_spec_values_as_unsafe_and_connection_vars_as_plain(tmp_pa
     assert hv["lab_disks"] == [{"__ansible_unsafe": "/dev/sdb"}]
     assert hv["ansible_host"] == "10.10.20.11"
     assert hv["ansible_user"] == "admin"
+
+
+@pytest.mark.parametrize(
+    ("registry", "endpoint"),
+    [
+        ("mirror.lab:5000", "https://mirror.lab:5000"),
+        ("mirror.lab/k8s", "https://mirror.lab/v2/k8s"),
+    ],
+)
+def test_image_registry_mirrors_every_upstream_registry_of_the_labs_images(registry, endpoint):
+    """The CNI's, Rook's operator and ceph-csi's images are applied as upstream wrote them
+    (quay.io/…, docker.io/…): with artifacts.image_registry, containerd gets a mirror for each
+    registry the lab's images come from, or those pulls bypass the mirror (an air-gapped lab
+    with image_registry had calico-node in ImagePullBackOff)."""
+    spec = load_spec_file(paths.lab_spec_file("meetup-host"))
+    spec["artifacts"]["image_registry"] = registry
+    mirrors = plain(inventory.group_vars(spec)["artifacts_registry_mirrors"])
+    hosts = {i.host for i in artifacts.lab_artifacts(spec).images}
+    assert {"quay.io", "registry.k8s.io"} <= hosts
+    assert mirrors == dict.fromkeys(sorted(hosts), endpoint)
+
+
+def test_no_image_registry_no_mirrors():
+    spec = load_spec_file(paths.lab_spec_file("meetup-host"))
+    assert "artifacts_registry_mirrors" not in inventory.group_vars(spec)
