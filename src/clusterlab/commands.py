@@ -251,6 +251,7 @@ UNTIL_HELP = "Stop after this stage: " + ", ".join(
 )
 def up(c, lab=None, until=None, trust_new_hosts=False, bundle=None):
     """Create the lab's nodes (idempotent), run the stages in order, then verify what ran."""
+    stages.stages_until(until)  # a bad --until is refused before the lab is looked at
     s, prov = _provider(c, lab)
     if bundle:
         stages.use_bundle(s, bundle)
