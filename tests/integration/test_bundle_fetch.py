@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from ociimage import Registry, busybox_layout, missing_tools
 
-from clusterlab import bundle
+from clusterlab import bundle, progname
 from clusterlab.artifacts import Artifacts, FileArtifact, ImageArtifact
 
 pytestmark = [
@@ -113,7 +113,7 @@ def test_files_verified_resumed_and_idempotent(upstream, tmp_path):
     part = dest.with_name(dest.name + ".part")
     part.write_bytes((upstream.root / "kubelet").read_bytes()[: 1 << 20])
     assert bundle.missing(arts, out) == [
-        f"{out} is not a bundle (no index.json); make one with `inv artifacts fetch`"
+        f"{out} is not a bundle (no index.json); make one with `{progname.cmd('artifacts fetch')}`"
     ]
 
     counts = bundle.fetch(arts, out)
