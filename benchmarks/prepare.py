@@ -18,7 +18,7 @@ verify layer; median of --runs). On the project's lab also a re-run with the fas
 counted by an ssh_executable that counts its runs. Then the per-task profile of the
 project's first run and re-run (where the time goes).
 
-    flock /run/lock/clusterlab-tests.lock python benchmarks/prepare.py [--runs 3]
+    flock /run/clusterlab-tests.lock python benchmarks/prepare.py [--runs 3]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ a foreign volume group) is refused by `guard` and `zap`, and its bytes stay as t
 (sha256 before and after). `zap` removes only the target's own Ceph volume group.
 
 Loop devices are host-wide: run this file under the machine's lab lock
-(`flock /run/lock/clusterlab-tests.lock pytest tests/security/test_disk_guard.py`).
+(`flock /run/clusterlab-tests.lock pytest tests/security/test_disk_guard.py`).
 """
 
 from __future__ import annotations
