@@ -299,3 +299,132 @@ def test_rook_images_are_the_pinned_manifests_images():
     assert deploy_addons is False  # … but not deployed: the lab pulls no csi-addons sidecar
     table = yaml.safe_load(artifacts.DOWNLOAD_TABLE.read_text())["download_table"]
     assert {artifacts.normalize_ref(r) for r in found} == set(table["rook_operator"]["images"])
+
+
+def test_group_vars_overrides_change_the_list(tmp_path, monkeypatch):
+    """README tells users to override in inventories/<lab>/group_vars/ ("those files win"):
+    the list follows the variables the stages resolve, not the spec alone. A copy of the
+    default lab asking for the downloaded containerd, Flannel, Kubernetes 1.34 and another Ceph
+    tag lists containerd/runc/CNI plugins, Flannel's images, 1.34's release and that tag."""
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLUSTERLAB_INVENTORIES", str(tmp_path / "inventories"))
+    copy_dir = tmp_path / "inventories" / "upgv"
+    (copy_dir / "group_vars").mkdir(parents=True)
+    raw = yaml.safe_load(paths.lab_spec_file("default").read_text())
+    raw.update(name="upgv", network={"cidr": "10.213.180.0/24"})
+    (copy_dir / "lab.yml").write_text(yaml.safe_dump(raw))
+    spec = load_spec_file(copy_dir / "lab.yml")
+    before = artifacts.lab_artifacts(spec)
+    assert "containerd" not in {f.name for f in before.files}  # Debian's, on 1.35
+    assert "quay.io/ceph/ceph:v20.2.4" in refs(before)
+
+    (copy_dir / "group_vars" / "all.yml").write_text(
+        "container_runtime_source: download\n"
+        "kube_network_plugin: flannel\n"
+        'kube_version: "1.34.11"\n'
+        "ceph_cluster_ceph_tag: v20.2.3\n"
+    )
+    after = artifacts.lab_artifacts(spec)
+    files = {f.name: f for f in after.files}
+    assert {"containerd", "runc", "cni_plugins"} <= set(files)
+    assert "flannel_manifest" in files
+    assert "calico_manifest" not in files
+    assert files["kubeadm"].url.endswith("/v1.34.11/bin/linux/amd64/kubeadm")
+    assert files["kubeadm"].sha256 == releases.kube_releases()["1.34.11"]["kubeadm"]
+    images = refs(after)
+    assert "registry.k8s.io/kube-apiserver:v1.34.11" in images
+    assert "registry.k8s.io/kube-apiserver:v1.35.8" not in images
+    assert not [r for r in images if r.startswith("quay.io/calico/")]
+    assert [r for r in images if "flannel" in r]
+    assert "quay.io/ceph/ceph:v20.2.3" in images
+    assert "quay.io/ceph/ceph:v20.2.4" not in images
+    # resolved once per inputs: one cached file per state of group_vars
+    assert len(list((tmp_path / "cache" / "artifact-vars").glob("upgv-*.json"))) == 2
+
+
+def test_an_image_pinned_by_digest_is_refused(monkeypatch):
+    """A bundle holds one architecture's manifest (another digest) served by tag; containerd
+    asks for the pinned digest and misses: the list refuses such a pin, naming the image."""
+    resolved = artifacts.stage_vars(lab("default"))
+    pinned = json.loads(json.dumps(resolved))
+    pin = "quay.io/calico/node:v3.31.7@sha256:" + "a" * 64
+    pinned["download_table"]["calico_manifest"]["images"] = [pin]
+    monkeypatch.setattr(artifacts, "stage_vars", lambda _spec: pinned)
+    with pytest.raises(artifacts.ArtifactError, match=re.escape(pin)):
+        artifacts.lab_artifacts(lab("default"))
+    monkeypatch.setattr(artifacts, "stage_vars", lambda _spec: resolved)
+    assert all(i.digest is None for i in artifacts.lab_artifacts(lab("default")).images)
+
+
+@pytest.fixture
+def files_mirror(tmp_path):
+    """A files mirror (<mirror>/HOST/PATH, Kubespray's files_repo layout) on loopback."""
+    import functools  # noqa: PLC0415
+    import http.server  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *_a: None
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+    thread.join(10)
+
+
+def test_containerd_2_where_the_lab_can_download_it_debians_only_where_it_cannot(
+    tmp_path, monkeypatch, files_mirror
+):
+    """Debian 12's containerd 1.6.20 is older than containerd's tested versions for Kubernetes
+    1.35 (1.7.28+ or 2.x): auto takes the downloaded 2.x wherever the lab can have it (here: its
+    files mirror has it, or the controller's cache does) and falls back on Debian's only where
+    it cannot; `spec` says which."""
+    from clusterlab import inventory  # noqa: PLC0415
+
+    root, mirror = files_mirror
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    table = yaml.safe_load(artifacts.DOWNLOAD_TABLE.read_text())["download_table"]
+    url = table["containerd"]["url"]
+    cache_dir = tmp_path / "downloads"
+    over = {"artifacts": {"mirror_url": mirror, "cache_dir": str(cache_dir)}}
+
+    def source(s):
+        return artifacts.stage_vars(s)["container_runtime_source"]
+
+    s = local(**over)
+    assert inventory.containerd_downloadable(s) is False  # the mirror lacks it
+    assert source(s) == "distro"
+    assert "containerd" not in {f.name for f in artifacts.lab_artifacts(s).files}
+
+    served = root / url.split("://", 1)[1]
+    served.parent.mkdir(parents=True)
+    served.write_bytes(b"tarball")
+    inventory._answers.cache_clear()
+    assert inventory.containerd_downloadable(s) is True
+    assert source(s) == "download"
+    assert {"containerd", "runc", "cni_plugins"} <= {
+        f.name for f in artifacts.lab_artifacts(s).files
+    }
+    assert "the downloaded 2." in commands_runtime_note(s)
+
+    served.unlink()
+    inventory._answers.cache_clear()
+    cached = cache_dir / "containerd" / table["containerd"]["version"] / url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"tarball")
+    assert inventory.containerd_downloadable(s) is True
+
+    # RHEL family and Kubernetes 1.36 download in any case: nothing to probe
+    assert inventory.containerd_downloadable({**s, "os": "rocky9"}) is None
+    newer = {**s, "kubernetes": {**s["kubernetes"], "version": "1.36.4"}}
+    assert inventory.containerd_downloadable(newer) is None
+
+
+def commands_runtime_note(s: dict) -> str:
+    from clusterlab import commands  # noqa: PLC0415
+
+    return commands.runtime_note(s)
