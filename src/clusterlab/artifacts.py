@@ -201,6 +201,21 @@ def _files(variables: dict[str, Any]) -> list[FileArtifact]:
         for name in ROOK_DOWNLOADS:
             wanted.setdefault(name, []).append("rook")
     out = []
+    if variables["clusterlab_os_family"] == "flatcar":
+        # Flatcar has no Python: bootstrap_os unpacks this PyPy before anything else runs,
+        # from the lab's mirror when it has one (python-flatcar.yml).
+        pypy = variables["flatcar_pypy"]
+        url = str(pypy["url"]).strip()
+        out.append(
+            FileArtifact(
+                name="flatcar_pypy",
+                version=url.rsplit("/", 1)[-1],
+                url=url,
+                sha256=str(pypy["sha256"]).strip(),
+                dest="/opt/pypy3",
+                stages=("prepare",),
+            )
+        )
     for name, stages in wanted.items():
         entry = table[name]
         out.append(

@@ -428,3 +428,53 @@ def commands_runtime_note(s: dict) -> str:
     from clusterlab import commands  # noqa: PLC0415
 
     return commands.runtime_note(s)
+
+
+def pypy_fetch_url(tmp_path, **extra) -> str:
+    from localplay import local_inventory, run_playbook  # noqa: PLC0415
+
+    play = paths.ROOT / "tests" / "fixtures" / "pypy-url-play.yml"
+    res = run_playbook(play, local_inventory(tmp_path), extra)
+    assert res.returncode == 0, res.stdout + res.stderr
+    found = re.search(r"URL<(.*?)>", res.stdout, re.S)
+    assert found, res.stdout
+    return found.group(1).strip()
+
+
+def test_flatcar_labs_carry_the_pypy_their_nodes_fetch_from_the_mirror(tmp_path, monkeypatch):
+    """Flatcar has no Python: bootstrap_os unpacks a pinned PyPy before anything else runs.
+    A Flatcar lab's list names that tarball (so a bundle carries it and `up --bundle` refuses
+    one without it), and the node fetches it from the lab's files mirror or bundle when there is
+    one, at <mirror>/HOST/PATH like every other file."""
+    defaults = yaml.safe_load(
+        (paths.ROOT / "roles/prepare/bootstrap_os/defaults/main.yml").read_text()
+    )
+    url, sha = (
+        defaults["bootstrap_os_flatcar_pypy_url"],
+        defaults["bootstrap_os_flatcar_pypy_sha256"],
+    )
+    coreos = {f.name: f for f in artifacts.lab_artifacts(lab("coreos")).files}
+    assert coreos["flatcar_pypy"].url == url
+    assert coreos["flatcar_pypy"].sha256 == sha
+    assert coreos["flatcar_pypy"].stages == ("prepare",)
+    assert "flatcar_pypy" not in {f.name for f in artifacts.lab_artifacts(lab("default")).files}
+
+    # a group_vars override (a copy elsewhere) is what the list names
+    monkeypatch.setenv("CLUSTERLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CLUSTERLAB_INVENTORIES", str(tmp_path / "inventories"))
+    copy_dir = tmp_path / "inventories" / "pypyfc"
+    (copy_dir / "group_vars").mkdir(parents=True)
+    raw = yaml.safe_load(paths.lab_spec_file("coreos").read_text())
+    raw.update(name="pypyfc", network={"cidr": "10.213.181.0/24"})
+    (copy_dir / "lab.yml").write_text(yaml.safe_dump(raw))
+    other = "https://pypy.mirror.test/pypy3.10-v7.3.17-linux64.tar.bz2"
+    (copy_dir / "group_vars" / "all.yml").write_text(
+        f"bootstrap_os_flatcar_pypy_url: {other}\nbootstrap_os_flatcar_pypy_sha256: {'b' * 64}\n"
+    )
+    files = {f.name: f for f in artifacts.lab_artifacts(load_spec_file(copy_dir / "lab.yml")).files}
+    assert (files["flatcar_pypy"].url, files["flatcar_pypy"].sha256) == (other, "b" * 64)
+
+    assert pypy_fetch_url(tmp_path) == url
+    assert pypy_fetch_url(tmp_path, artifacts_mirror_url="") == url
+    mirrored = pypy_fetch_url(tmp_path, artifacts_mirror_url="http://10.213.181.1:8090/")
+    assert mirrored == "http://10.213.181.1:8090/" + url.split("://", 1)[1]
