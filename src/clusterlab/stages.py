@@ -251,6 +251,7 @@ def check_bundle(spec: dict, needs: list[Stage] | set[str]) -> None:
     where = spec["artifacts"].get("bundle")
     if not where:
         return
+    bundle.read_index(Path(where))  # a stranger's index is refused before anything is computed
     names = needs if isinstance(needs, set) else bundle_needs(spec, needs)
     tools = [t for t in SERVE_TOOLS if not shutil.which(t)]
     if tools:
