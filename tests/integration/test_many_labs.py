@@ -79,6 +79,17 @@ def other_dir(world) -> dict[str, str]:
     return {"CLUSTERLAB_STATE": str(world.root / "elsewhere" / ".clusterlab")}
 
 
+@pytest.fixture
+def sigint_reaches_children():
+    """SIGINT at its default in the children, as a terminal's ^C meets a program. A shell's
+    background job (a CI runner's, `pytest &`) starts with SIGINT ignored, which Python keeps
+    and every child inherits: the interrupt tests would interrupt nothing. An exec resets a
+    handled signal to its default, so handling it here is enough."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def test_labs_lists_every_lab_with_its_directory(world):
     out = json.loads(world.cli("labs", "--json").stdout)
     by = {x["name"]: x for x in out}
@@ -166,7 +177,7 @@ def test_second_command_while_up_runs_is_refused(world):
     untouched(world)
 
 
-def test_interrupt_after_a_host_key_heals_by_up(world):
+def test_interrupt_after_a_host_key_heals_by_up(world, sigint_reaches_children):
     spec = world.spec("lcc", 153, disks=["5G"])
     prov = world.provider(spec)
     proc = subprocess.Popen(
@@ -395,10 +406,11 @@ def test_full_or_read_only_disk_is_one_line(world, tmp_path, fs):
     assert "Traceback" not in res.stderr
 
 
-def test_interrupted_stage_says_so_keeps_its_log_and_heals(world):
+def test_interrupted_stage_says_so_keeps_its_log_and_heals(world, sigint_reaches_children):
     prov = prov_of(world, "lca")
     log = prov.state / "logs" / "prepare.log"
     events = log.with_name("prepare.events.jsonl")
+    events.unlink(missing_ok=True)  # an earlier run's tasks must not start the interrupt
     proc = subprocess.Popen(
         world.cli_argv("prepare", "--lab", "lca"),
         env=world.env(),
