@@ -29,6 +29,13 @@ def env() -> dict[str, str]:
     """Environment for every Ansible call: our ansible.cfg by absolute path; SSH control
     sockets and local temp in the running user's private runtime directory (sshconf)."""
     e = dict(os.environ)
+    # Ansible's own commands that Ansible and testinfra call by name (ansible-inventory for
+    # `verify`, ansible-galaxy …) are the ones installed with clusterlab, also where that
+    # environment's bin/ is not on PATH (pipx, a venv run without activating it).
+    here = str(Path(sys.executable).parent)
+    e["PATH"] = os.pathsep.join(
+        [here, *(p for p in e.get("PATH", "").split(os.pathsep) if p and p != here)]
+    )
     e["ANSIBLE_CONFIG"] = str(paths.ANSIBLE_CFG)
     e.setdefault("ANSIBLE_FORCE_COLOR", "0")
     e["ANSIBLE_LOCAL_TEMP"] = sshconf.ansible_local_temp()

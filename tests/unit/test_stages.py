@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -140,3 +144,23 @@ def test_the_demos_layer_runs_only_when_a_demo_ran(tmp_path, monkeypatch, capsys
     stages.mark_done(spec, "prepare")
     stages.clear_done_after(spec, "prepare")  # reset: the demos' objects went with the cluster
     assert not (tmp_path / "lab1" / "demos" / "pv-pvc.done").exists()
+
+
+def test_ansible_commands_resolve_from_the_tools_own_environment_without_it_on_path(tmp_path):
+    """As pipx (or a venv used without activating it) runs clusterlab: the environment's bin/
+    is not on PATH. `verify` failed there: testinfra runs `ansible-inventory` by name."""
+    code = (
+        "import shutil; from clusterlab import ansible; e = ansible.env(); "
+        "print(shutil.which('ansible-inventory', path=e['PATH'])); "
+        "print(shutil.which('ansible-playbook', path=e['PATH']))"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    here = Path(sys.executable).parent
+    assert res.stdout.split() == [str(here / "ansible-inventory"), str(here / "ansible-playbook")]
