@@ -28,7 +28,7 @@ from clusterlab import (
     serve,
     ui,
 )
-from clusterlab.providers import ProviderError
+from clusterlab.providers import ProviderError, local
 
 
 def _rook_disabled(spec: dict) -> str | None:
@@ -288,6 +288,8 @@ def run_stage(spec: dict, name: str) -> dict:
     if reason:
         ui.info(f"--  {name}: skipped ({reason})")
         return {}
+    if name != "prepare" and spec["provider"] == "local" and not local.pods_can_run():
+        ui.info(f"    warning: {local.NO_PODS}")  # said before the stage fails on it
     check_bundle(spec, [stage])
     serve_bundle(spec)
     result = run_playbook_stage(spec, name, stage.playbook)

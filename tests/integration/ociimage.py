@@ -30,8 +30,11 @@ def run(cmd: list[str], timeout: float = 120) -> str:
     return res.stdout
 
 
-def busybox_layout(work: Path, tag: str = "latest", marker: str = "") -> str:
-    """An OCI layout under `work` with busybox (and /marker holding `marker`); its oci: ref."""
+def busybox_layout(
+    work: Path, tag: str = "latest", marker: str = "", cmd: tuple[str, ...] = ("/bin/busybox",)
+) -> str:
+    """An OCI layout under `work` with busybox (and /marker holding `marker`), running `cmd`
+    by default; its oci: ref."""
     layout = work / "layout"
     if not layout.exists():
         run(["umoci", "init", "--layout", str(layout)])
@@ -44,7 +47,8 @@ def busybox_layout(work: Path, tag: str = "latest", marker: str = "") -> str:
     shutil.copy2(BUSYBOX, rootfs / "bin" / "busybox")
     (rootfs / "marker").write_text(marker or tag)
     run(["umoci", "repack", "--image", ref, str(unpacked)])
-    run(["umoci", "config", "--image", ref, "--config.cmd", "/bin/busybox", "--os", "linux"])
+    cmd_args = [a for word in cmd for a in ("--config.cmd", word)]
+    run(["umoci", "config", "--image", ref, *cmd_args, "--os", "linux"])
     run(["umoci", "gc", "--layout", str(layout)])
     shutil.rmtree(unpacked)
     return f"oci:{ref}"

@@ -15,7 +15,7 @@ import testinfra
 from nodes import disks, ssh
 
 from clusterlab import ansible, registry, sshconf
-from clusterlab.providers import ProviderError
+from clusterlab.providers import ProviderError, local
 from clusterlab.providers.rootfs import ensure_rootfs
 
 
@@ -49,6 +49,9 @@ def test_full_lifecycle_three_nodes_two_disks(labs):
         assert host.check_output("hostname") == node["name"]
         assert host.interface("host0").addresses[0] == node["address"]
         assert host.service("ssh").is_running
+        # the capabilities nodes get beyond nspawn's default set, where the host has them
+        node_caps = local.capabilities_not_grantable(host.file("/proc/1/status").content_string)
+        assert node_caps == local.capabilities_not_grantable()
         for dev in disks(prov, node["name"]):
             assert host.run(f"test -b {dev}").rc == 0
 

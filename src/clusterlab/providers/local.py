@@ -225,6 +225,35 @@ def hostkernel_modules() -> list[str]:
     return unavailable
 
 
+# Capabilities nodes get beyond systemd-nspawn's default set (--capability): reading
+# /dev/kmsg (kernel.dmesg_restrict), and lowering an oom_score_adj — containerd's CRI gives
+# every pod sandbox -998 (defaultSandboxOOMAdj, kubernetes#47938) and runc fails to start it
+# without CAP_SYS_RESOURCE; the kubelet sets its own to -999. Bit numbers: linux/capability.h.
+NODE_CAPABILITIES = {"CAP_SYS_RESOURCE": 24, "CAP_SYSLOG": 34}
+
+
+def capabilities_not_grantable(status: str | None = None) -> list[str]:
+    """NODE_CAPABILITIES this host cannot give its nodes: those outside its own bounding set
+    (clusterlab itself runs in a container). nspawn drops them without a word."""
+    text = Path("/proc/self/status").read_text() if status is None else status
+    bounding = int(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("CapBnd:")), 16)
+    return [name for name, bit in NODE_CAPABILITIES.items() if not bounding >> bit & 1]
+
+
+def pods_can_run() -> bool:
+    """Whether runc in this host's local nodes can start a pod sandbox (NO_PODS)."""
+    return "CAP_SYS_RESOURCE" not in capabilities_not_grantable()
+
+
+NO_PODS = (
+    "this host cannot give its local nodes CAP_SYS_RESOURCE (it is not in the host's capability "
+    "bounding set: clusterlab runs inside a container?); runc in the nodes cannot start a pod "
+    "sandbox (containerd gives each oom_score_adj -998), so the kubernetes stage cannot run pods "
+    "there. Run local labs on a host (or VM) with full capabilities, or use the vagrant or static "
+    "provider"
+)
+
+
 def restore_host_modules() -> None:
     """Unload the modules a lab loaded (none the host had before); those still in use stay."""
     if not MODULES_LOADED_DIR.exists():
@@ -476,6 +505,8 @@ class LocalProvider(Provider):
                 self._ensure_bridge()
                 set_host_sysctls()
                 hostkernel_modules()
+            if not pods_can_run():
+                ui.info(f"    warning: {NO_PODS}")
             self._ensure_nat()
             self._accept_docker_forwarding()
             host_keys: dict[str, tuple[list[str], str]] = {}
@@ -739,7 +770,7 @@ class LocalProvider(Provider):
             f"--network-bridge={self.bridge}",
             "--console=passive",
             "--system-call-filter=add_key keyctl request_key",
-            "--capability=CAP_SYSLOG",  # reading /dev/kmsg (kernel.dmesg_restrict)
+            *(f"--capability={c}" for c in NODE_CAPABILITIES),
             "--resolv-conf=off",
             "--timezone=off",
             "--link-journal=no",
