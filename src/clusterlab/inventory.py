@@ -118,6 +118,11 @@ def group_vars(spec: dict) -> dict[str, Any]:
         ),
         "clusterlab_demos": spec["demos"],
     }
+    if os_info.family == "flatcar":
+        # Flatcar has no Python: bootstrap_os links a PyPy as /opt/bin/python in prepare, and
+        # every later stage (a playbook run of its own) must use it; interpreter discovery
+        # would settle on a /usr/bin/python3 that does not exist. Kubespray sets the same.
+        out["ansible_python_interpreter"] = "/opt/bin/python"
     downloadable = containerd_downloadable(spec)
     if downloadable is not None:
         # container_runtime's auto: the downloaded containerd 2.x where the lab can have it,

@@ -248,3 +248,15 @@ def test_image_registry_mirrors_every_upstream_registry_of_the_labs_images(regis
 def test_no_image_registry_no_mirrors():
     spec = load_spec_file(paths.lab_spec_file("meetup-host"))
     assert "artifacts_registry_mirrors" not in inventory.group_vars(spec)
+
+
+def test_flatcar_stages_after_prepare_use_the_python_prepare_installed():
+    """Flatcar has no Python; bootstrap_os links a PyPy as /opt/bin/python during prepare, but
+    its set_fact ends with that playbook run. Later stages (kubernetes, rook, reset) are runs of
+    their own and discovery settled on a /usr/bin/python3 that Flatcar does not have."""
+    flatcar = inventory.group_vars(load_spec_file(paths.lab_spec_file("coreos")))
+    linked = (paths.ROOT / "roles/prepare/bootstrap_os/tasks/python-flatcar.yml").read_text()
+    assert f"ln -sf /opt/pypy3/bin/pypy3 {flatcar['ansible_python_interpreter']}" in linked
+    for lab in ("default", "meetup-host"):  # the others keep Ansible's discovery
+        spec = load_spec_file(paths.lab_spec_file(lab))
+        assert "ansible_python_interpreter" not in inventory.group_vars(spec)

@@ -225,10 +225,12 @@ def hostkernel_modules() -> list[str]:
     return unavailable
 
 
-# Capabilities nodes get beyond systemd-nspawn's default set (--capability): reading
-# /dev/kmsg (kernel.dmesg_restrict), and lowering an oom_score_adj — containerd's CRI gives
-# every pod sandbox -998 (defaultSandboxOOMAdj, kubernetes#47938) and runc fails to start it
-# without CAP_SYS_RESOURCE; the kubelet sets its own to -999. Bit numbers: linux/capability.h.
+# Capabilities nodes need from the host (--capability): CAP_SYSLOG, beyond systemd-nspawn's
+# default set, for reading /dev/kmsg (kernel.dmesg_restrict); CAP_SYS_RESOURCE, in that set
+# (systemd-nspawn(1)) but only where the host has it, for lowering an oom_score_adj —
+# containerd's CRI gives every pod sandbox -998 (defaultSandboxOOMAdj, kubernetes#47938) and
+# runc fails to start it without; the kubelet sets its own to -999. A host that is itself a
+# container may lack either (capabilities_not_grantable). Bit numbers: linux/capability.h.
 NODE_CAPABILITIES = {"CAP_SYS_RESOURCE": 24, "CAP_SYSLOG": 34}
 
 
